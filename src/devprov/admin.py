@@ -1,0 +1,280 @@
+"""Managing what devprov serves: enrollments, groups, registration records, linked hubs.
+
+The service API and the CLI both go through this one module, so the rules (validation, etags,
+generated keys, what a view may show) hold whichever way a change arrives.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any, Generic
+
+from devprov.domain.clock import new_etag, now_timestamp
+from devprov.domain.enrollments import (
+    EnrollmentT,
+    default_registration_state,
+    enrollment_id,
+    prepare_for_write,
+    public_view,
+)
+from devprov.domain.errors import (
+    GROUP_NOT_FOUND,
+    LINKED_HUB_NOT_FOUND,
+    REGISTRATION_NOT_FOUND,
+    DpsError,
+    bad_request,
+    not_found,
+)
+from devprov.domain.ids import id_key
+from devprov.domain.models import (
+    BulkEnrollmentOperation,
+    EnrollmentGroup,
+    IndividualEnrollment,
+    LinkedHub,
+    parse_model,
+)
+from devprov.hubs.registry import hub_device_key
+from devprov.store.database import Kind, Put, Store, StoredDocument
+
+MAX_BULK_ITEMS = 10
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    continuation: str | None
+
+
+@dataclass(frozen=True)
+class EnrollmentKind(Generic[EnrollmentT]):
+    """What differs between individual enrollments and groups."""
+
+    model: type[EnrollmentT]
+    kind: Kind
+    noun: str
+    id_field: str
+    not_found_code: int
+    bulk_field: str
+
+
+INDIVIDUAL = EnrollmentKind(
+    IndividualEnrollment, Kind.ENROLLMENT, "enrollment", "registrationId", 404201, "enrollments"
+)
+GROUP = EnrollmentKind(
+    EnrollmentGroup,
+    Kind.GROUP,
+    "enrollment group",
+    "enrollmentGroupId",
+    GROUP_NOT_FOUND,
+    "enrollmentGroups",
+)
+
+
+def encode_continuation(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode()
+
+
+def decode_continuation(token: str | None) -> str | None:
+    if not token:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise bad_request("The x-ms-continuation token is not valid.") from None
+
+
+def page_size(value: str | int | None) -> int:
+    if value in (None, ""):
+        return DEFAULT_PAGE_SIZE
+    try:
+        size = int(value)
+    except ValueError:
+        raise bad_request("x-ms-max-item-count must be a positive integer.") from None
+    if size < 1:
+        raise bad_request("x-ms-max-item-count must be a positive integer.")
+    return min(size, MAX_PAGE_SIZE)
+
+
+class Admin:
+    """Management operations over the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # Enrollments and groups -------------------------------------------------------------
+
+    async def put(
+        self, spec: EnrollmentKind[EnrollmentT], path_id: str, body: Any, if_match: str | None
+    ) -> dict[str, Any]:
+        """Create or replace; answers the full record, keys included (as DPS does on PUT)."""
+        incoming = parse_model(spec.model, body, spec.noun)
+        key = id_key(path_id)
+        stored = await self.store.get(spec.kind, key)
+        existing = spec.model.model_validate(stored.document) if stored else None
+        record = prepare_for_write(incoming, existing, path_id)
+        await self.store.replace(Put(spec.kind, key, record.etag or "", record.to_wire()), if_match)
+        return record.to_wire()
+
+    async def get(self, spec: EnrollmentKind[EnrollmentT], record_id: str) -> dict[str, Any]:
+        record = await self._load(spec, record_id)
+        view = public_view(record)
+        if isinstance(record, IndividualEnrollment):
+            state = await self.store.get(Kind.REGISTRATION, id_key(record_id))
+            view["registrationState"] = (
+                state.document if state else default_registration_state(record.registration_id)
+            )
+        return view
+
+    async def attestation(
+        self, spec: EnrollmentKind[EnrollmentT], record_id: str
+    ) -> dict[str, Any]:
+        record = await self._load(spec, record_id)
+        return record.attestation.to_wire()
+
+    async def delete(
+        self, spec: EnrollmentKind[EnrollmentT], record_id: str, if_match: str | None
+    ) -> None:
+        if not await self.store.delete(spec.kind, id_key(record_id), if_match):
+            raise self._missing(spec, record_id)
+
+    async def query(
+        self, spec: EnrollmentKind[EnrollmentT], continuation: str | None, size: int
+    ) -> Page:
+        """Every record, in pages (the query text is accepted but not interpreted)."""
+        rows = await self.store.page(
+            spec.kind, after=decode_continuation(continuation), limit=size + 1
+        )
+        items = [public_view(spec.model.model_validate(row.document)) for row in rows[:size]]
+        more = len(rows) > size
+        return Page(items, encode_continuation(rows[size - 1].key) if more else None)
+
+    async def bulk(self, spec: EnrollmentKind[EnrollmentT], body: Any) -> dict[str, Any]:
+        """Up to ten creates, updates or deletes; HTTP 200 even when some fail, as DPS."""
+        operation = parse_model(BulkEnrollmentOperation, body, "bulk enrollment operation")
+        items = (operation.enrollments if spec is INDIVIDUAL else operation.enrollment_groups) or []
+        if len(items) > MAX_BULK_ITEMS:
+            raise bad_request(f"A bulk operation takes at most {MAX_BULK_ITEMS} {spec.bulk_field}.")
+        errors = []
+        for item in items:
+            item_id = item.get(spec.id_field) if isinstance(item, dict) else None
+            try:
+                if not isinstance(item_id, str):
+                    raise bad_request(f"Each item needs a {spec.id_field}.")
+                await self._bulk_item(spec, operation.mode, item_id, item)
+            except DpsError as error:
+                errors.append(
+                    {
+                        spec.id_field: item_id,
+                        "errorCode": error.error_code,
+                        "errorStatus": error.message,
+                    }
+                )
+        return {"isSuccessful": not errors, "errors": errors}
+
+    async def _bulk_item(
+        self, spec: EnrollmentKind[EnrollmentT], mode: str, item_id: str, item: dict[str, Any]
+    ) -> None:
+        if mode == "delete":
+            await self.delete(spec, item_id, item.get("etag"))
+            return
+        if mode == "create":
+            incoming = parse_model(spec.model, item, spec.noun)
+            record = prepare_for_write(incoming, None)
+            await self.store.create(
+                Put(spec.kind, id_key(item_id), record.etag or "", record.to_wire())
+            )
+            return
+        if_match = item.get("etag") if mode == "updateIfMatchETag" else None
+        if mode == "updateIfMatchETag" and not if_match:
+            raise bad_request("updateIfMatchETag needs each item's etag.")
+        await self.put(spec, item_id, item, if_match)
+
+    async def _load(self, spec: EnrollmentKind[EnrollmentT], record_id: str) -> EnrollmentT:
+        stored = await self.store.get(spec.kind, id_key(record_id))
+        if stored is None:
+            raise self._missing(spec, record_id)
+        return spec.model.model_validate(stored.document)
+
+    @staticmethod
+    def _missing(spec: EnrollmentKind[EnrollmentT], record_id: str) -> DpsError:
+        return not_found(f"The {spec.noun} {record_id!r} does not exist.", spec.not_found_code)
+
+    # Registration records ---------------------------------------------------------------
+
+    async def get_registration(self, registration_id: str) -> dict[str, Any]:
+        stored = await self.store.get(Kind.REGISTRATION, id_key(registration_id))
+        if stored is None:
+            raise not_found(
+                f"There is no registration record for {registration_id!r}.",
+                REGISTRATION_NOT_FOUND,
+            )
+        return stored.document
+
+    async def delete_registration(self, registration_id: str, if_match: str | None) -> None:
+        if not await self.store.delete(Kind.REGISTRATION, id_key(registration_id), if_match):
+            raise not_found(
+                f"There is no registration record for {registration_id!r}.",
+                REGISTRATION_NOT_FOUND,
+            )
+
+    async def query_registrations(self, group_id: str, continuation: str | None, size: int) -> Page:
+        rows = await self.store.page(
+            Kind.REGISTRATION,
+            after=decode_continuation(continuation),
+            limit=size + 1,
+            where={"group_key": id_key(group_id)},
+        )
+        items = [row.document for row in rows[:size]]
+        more = len(rows) > size
+        return Page(items, encode_continuation(rows[size - 1].key) if more else None)
+
+    # Linked hubs and the devices the registry connector keeps ---------------------------
+
+    async def put_linked_hub(self, host_name: str, body: Any) -> dict[str, Any]:
+        data = dict(body) if isinstance(body, dict) else {}
+        data["hostName"] = host_name
+        hub = parse_model(LinkedHub, data, "linked hub")
+        document = hub.to_wire()
+        await self.store.write([Put(Kind.LINKED_HUB, id_key(host_name), new_etag(), document)])
+        return document
+
+    async def get_linked_hub(self, host_name: str) -> dict[str, Any]:
+        stored = await self.store.get(Kind.LINKED_HUB, id_key(host_name))
+        if stored is None:
+            raise not_found(f"IoT hub {host_name!r} is not linked.", LINKED_HUB_NOT_FOUND)
+        return stored.document
+
+    async def list_linked_hubs(self) -> list[dict[str, Any]]:
+        return [row.document for row in await self.store.page(Kind.LINKED_HUB)]
+
+    async def delete_linked_hub(self, host_name: str) -> None:
+        if not await self.store.delete(Kind.LINKED_HUB, id_key(host_name)):
+            raise not_found(f"IoT hub {host_name!r} is not linked.", LINKED_HUB_NOT_FOUND)
+
+    async def list_hub_devices(self, host_name: str) -> list[dict[str, Any]]:
+        rows = await self.store.page(Kind.HUB_DEVICE, where={"hub_key": id_key(host_name)})
+        return [row.document for row in rows]
+
+    async def get_hub_device(self, host_name: str, device_id: str) -> dict[str, Any]:
+        stored = await self.store.get(Kind.HUB_DEVICE, hub_device_key(host_name, device_id))
+        if stored is None:
+            raise not_found(
+                f"Device {device_id!r} is not on IoT hub {host_name!r}.", REGISTRATION_NOT_FOUND
+            )
+        return stored.document
+
+
+__all__ = [
+    "GROUP",
+    "INDIVIDUAL",
+    "Admin",
+    "EnrollmentKind",
+    "Page",
+    "StoredDocument",
+    "enrollment_id",
+    "now_timestamp",
+]

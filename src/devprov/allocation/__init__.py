@@ -1,0 +1,1 @@
+"""Choosing the IoT hub for a device: built-in policies and the custom allocation webhook."""

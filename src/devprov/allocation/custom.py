@@ -1,0 +1,138 @@
+"""The custom allocation webhook client: DPS's request body out, the hub, twin and payload back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from devprov.allocation.policies import AllocationError
+from devprov.domain.errors import (
+    CUSTOM_ALLOCATION_FAILED,
+    HUB_NOT_LINKED,
+    NO_HUB,
+    WEBHOOK_BAD_RESPONSE,
+    WEBHOOK_TIMEOUT,
+    WEBHOOK_UNREACHABLE,
+)
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+MAX_RESPONSE_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WebhookAnswer:
+    """What the webhook decided: the hub, an optional initial twin and an optional payload."""
+
+    iot_hub_host_name: str
+    initial_twin: dict[str, Any] | None
+    payload: Any
+
+
+def allocation_request(
+    enrollment_kind: str,
+    enrollment_view: dict[str, Any],
+    runtime_context: dict[str, Any],
+    linked_hubs: list[str],
+) -> dict[str, Any]:
+    """The body DPS posts: exactly one of individualEnrollment / enrollmentGroup (no secrets),
+    the device runtime context (registration id, attestation kind, payload) and the linked hubs."""
+    return {
+        enrollment_kind: enrollment_view,
+        "deviceRuntimeContext": runtime_context,
+        "linkedHubs": linked_hubs,
+    }
+
+
+class WebhookClient:
+    """Posts allocation requests over one pooled aiohttp session, with a timeout per call."""
+
+    def __init__(self, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self.timeout_seconds = timeout_seconds
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
+                json_serialize=json.dumps,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def allocate(self, url: str, body: dict[str, Any]) -> WebhookAnswer:
+        status, raw = await self._post(url, body)
+        if not 200 <= status < 300:
+            raise AllocationError(
+                400,
+                CUSTOM_ALLOCATION_FAILED,
+                f"Custom allocation failed with status code: {status}",
+            )
+        return parse_answer(raw, body["linkedHubs"])
+
+    async def _post(self, url: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        try:
+            async with self._client().post(url, json=body) as response:
+                raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
+                return response.status, raw
+        except TimeoutError:
+            raise AllocationError(
+                400,
+                WEBHOOK_TIMEOUT,
+                f"Custom allocation webhook did not answer within {self.timeout_seconds:g} s.",
+            ) from None
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            raise AllocationError(
+                400,
+                WEBHOOK_UNREACHABLE,
+                f"Custom allocation webhook could not be reached: {exc or type(exc).__name__}.",
+            ) from None
+
+
+def parse_answer(raw: bytes, linked_hubs: list[str]) -> WebhookAnswer:
+    """Check the webhook's AllocationResponse; each kind of mistake gets its own errorCode."""
+    if len(raw) > MAX_RESPONSE_BYTES:
+        raise AllocationError(
+            400, WEBHOOK_BAD_RESPONSE, "Custom allocation webhook answered with more than 1 MB."
+        )
+    try:
+        answer = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise AllocationError(
+            400,
+            WEBHOOK_BAD_RESPONSE,
+            "Custom allocation webhook answered with a body that is not JSON: "
+            + raw[:80].decode("utf-8", "replace"),
+        ) from None
+    if not isinstance(answer, dict):
+        raise AllocationError(
+            400, WEBHOOK_BAD_RESPONSE, "Custom allocation webhook answer is not a JSON object."
+        )
+    hub = answer.get("iotHubHostName")
+    if not isinstance(hub, str) or not hub:
+        raise AllocationError(
+            400, NO_HUB, "Custom allocation webhook answer does not name an iotHubHostName."
+        )
+    chosen = next((name for name in linked_hubs if name.lower() == hub.lower()), None)
+    if chosen is None:
+        raise AllocationError(
+            400,
+            HUB_NOT_LINKED,
+            f"Custom allocation webhook chose IoT hub {hub!r}, which is not one of the linked"
+            f" hubs offered: {linked_hubs}.",
+        )
+    twin = answer.get("initialTwin")
+    if twin is not None and not isinstance(twin, dict):
+        raise AllocationError(
+            400, WEBHOOK_BAD_RESPONSE, "Custom allocation webhook initialTwin is not a JSON object."
+        )
+    return WebhookAnswer(chosen, twin, answer.get("payload"))
+
+
+__all__ = ["WebhookAnswer", "WebhookClient", "allocation_request", "parse_answer"]

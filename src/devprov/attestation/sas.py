@@ -1,0 +1,100 @@
+"""Shared access signature tokens: parse, sign and verify them as the official clients write them.
+
+The official clients disagree on how they encode the signed resource (`sr`): Node signs it raw,
+the Python SDK percent-encodes it with upper-case hex, the C SDK with lower-case hex. DPS accepts
+them all, so devprov computes the HMAC over `sr` exactly as it appears in the token, plus the
+canonical encodings of its decoded form, and compares each in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import time
+from dataclasses import dataclass
+from urllib.parse import quote, quote_plus, unquote
+
+from devprov.domain.errors import TOKEN_EXPIRED, DpsError, unauthorized
+
+_PREFIX = "sharedaccesssignature "
+
+
+@dataclass(frozen=True)
+class SasToken:
+    """A parsed token: the resource as sent (still encoded), signature bytes, expiry, key name."""
+
+    resource_as_sent: str
+    signature: bytes
+    expiry: int
+    key_name: str | None
+
+    @property
+    def resource(self) -> str:
+        return unquote(self.resource_as_sent)
+
+
+def parse_sas(header: str | None) -> SasToken:
+    """Parse `SharedAccessSignature sr=..&sig=..&se=..[&skn=..]`, fields in any order."""
+    if not header or not header.lower().startswith(_PREFIX):
+        raise unauthorized("A SharedAccessSignature authorization is required.")
+    fields: dict[str, str] = {}
+    for pair in header[len(_PREFIX) :].strip().split("&"):
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise unauthorized("The SharedAccessSignature is malformed.")
+        fields[name.strip().lower()] = value.strip()
+    try:
+        signature = base64.b64decode(unquote(fields["sig"]), validate=True)
+        expiry = int(fields["se"])
+        resource = fields["sr"]
+    except (KeyError, ValueError, binascii.Error):
+        raise unauthorized(
+            "The SharedAccessSignature must carry sr, sig (base64) and se (seconds)."
+        ) from None
+    return SasToken(resource, signature, expiry, fields.get("skn"))
+
+
+def sign(key: bytes, resource_as_sent: str, expiry: int) -> bytes:
+    return hmac.new(key, f"{resource_as_sent}\n{expiry}".encode(), hashlib.sha256).digest()
+
+
+def _lower_hex_escapes(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda match: match.group(0).lower(), text)
+
+
+def _signed_forms(token: SasToken) -> list[str]:
+    decoded = token.resource
+    upper = quote(decoded, safe="")
+    forms = [token.resource_as_sent, decoded, upper, _lower_hex_escapes(upper)]
+    plus = quote_plus(decoded, safe="")
+    if plus != upper:
+        forms.append(plus)
+    return list(dict.fromkeys(forms))
+
+
+def signature_matches(token: SasToken, keys: list[bytes]) -> bool:
+    """True when any key signed any accepted encoding of the resource; every comparison is made."""
+    matched = False
+    for key in keys:
+        for form in _signed_forms(token):
+            matched |= hmac.compare_digest(sign(key, form, token.expiry), token.signature)
+    return matched
+
+
+def check_expiry(token: SasToken, now: float | None = None) -> None:
+    if token.expiry <= (time.time() if now is None else now):
+        raise DpsError(401, TOKEN_EXPIRED, "The SharedAccessSignature has expired.")
+
+
+def build_sas(
+    resource: str, key_b64: str, ttl_seconds: int = 3600, key_name: str | None = None
+) -> str:
+    """Make a token the way the DPS docs write it: sr URL-encoded and signed in that form."""
+    expiry = int(time.time()) + ttl_seconds
+    encoded = quote(resource, safe="")
+    signature = base64.b64encode(sign(base64.b64decode(key_b64), encoded, expiry)).decode()
+    token = f"SharedAccessSignature sr={encoded}&sig={quote(signature, safe='')}&se={expiry}"
+    return token + (f"&skn={key_name}" if key_name else "")

@@ -1,0 +1,103 @@
+"""A device client for the HTTPS runtime API: register with a symmetric key and a payload."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from devprov.attestation.sas import build_sas
+from devprov.attestation.symmetric_key import derive_device_key
+
+API_VERSION = "2021-06-01"
+
+
+class RegistrationFailed(Exception):
+    """The service refused the registration or it ended `failed`; `body` is what it answered."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"registration failed ({status}): {body}")
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class DeviceClient:
+    host: str
+    id_scope: str
+    port: int = 443
+    ca_file: str | None = None
+    poll_limit: int = 60
+
+    def _ssl(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    async def register(
+        self,
+        registration_id: str,
+        *,
+        symmetric_key: str | None = None,
+        group_key: str | None = None,
+        payload: Any = None,
+    ) -> dict[str, Any]:
+        """Register and wait for the result; returns `registrationState` once `assigned`.
+
+        Pass the device's own key, or the enrollment group's key to derive it."""
+        key = symmetric_key or (
+            derive_device_key(group_key, registration_id) if group_key else None
+        )
+        if key is None:
+            raise ValueError("a symmetric key or a group key is required")
+        resource = f"{self.id_scope}/registrations/{registration_id}"
+        headers = {
+            "Authorization": build_sas(resource, key, key_name="registration"),
+            "Content-Type": "application/json; charset=utf-8",
+            "Accept": "application/json",
+        }
+        base = f"https://{self.host}:{self.port}/{quote(self.id_scope)}/registrations/{quote(registration_id)}"
+        body: dict[str, Any] = {"registrationId": registration_id}
+        if payload is not None:
+            body["payload"] = payload
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl())) as http:
+            url = f"{base}/register?api-version={API_VERSION}"
+            async with http.put(url, json=body, headers=headers) as response:
+                status, answer, retry = response.status, await _json(response), _retry(response)
+            for _ in range(self.poll_limit):
+                if (
+                    status == 202
+                    and isinstance(answer, dict)
+                    and answer.get("status") == "assigning"
+                ):
+                    await asyncio.sleep(retry)
+                    operation = quote(answer["operationId"])
+                    url = f"{base}/operations/{operation}?api-version={API_VERSION}"
+                    async with http.get(url, headers=headers) as response:
+                        status, answer, retry = (
+                            response.status,
+                            await _json(response),
+                            _retry(response),
+                        )
+                    continue
+                break
+        if status == 200 and isinstance(answer, dict) and answer.get("status") == "assigned":
+            state: dict[str, Any] = answer["registrationState"]
+            return state
+        raise RegistrationFailed(status, answer)
+
+
+async def _json(response: aiohttp.ClientResponse) -> Any:
+    try:
+        return await response.json(content_type=None)
+    except ValueError:
+        return await response.text()
+
+
+def _retry(response: aiohttp.ClientResponse) -> float:
+    try:
+        return max(0.1, float(response.headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0

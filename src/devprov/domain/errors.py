@@ -1,0 +1,87 @@
+"""The Azure error shape: every refusal carries an HTTP status and a six-digit errorCode.
+
+The codes Azure documents are reused with their meaning (400004, 400207, 400208, 400209, 401000,
+404201, 404204, 409201, 412, 429001). Where DPS documents nothing, devprov picks a code inside the
+same HTTP family and lists it in docs/errors.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class DpsError(Exception):
+    """A refusal: HTTP status, numeric errorCode and a message that says what was wrong."""
+
+    status: int
+    error_code: int
+    message: str
+    info: dict[str, Any] | None = field(default=None)
+
+    def __str__(self) -> str:
+        return f"{self.error_code}: {self.message}"
+
+
+def bad_request(message: str, error_code: int = 400004) -> DpsError:
+    return DpsError(400, error_code, message)
+
+
+def invalid_json(message: str = "The request body is not valid JSON.") -> DpsError:
+    return DpsError(400, INVALID_JSON, message)
+
+
+def unauthorized(message: str = "Unauthorized", error_code: int = 401000) -> DpsError:
+    return DpsError(401, error_code, message)
+
+
+def forbidden(message: str, error_code: int = 403000) -> DpsError:
+    return DpsError(403, error_code, message)
+
+
+def not_found(message: str, error_code: int = 404201) -> DpsError:
+    return DpsError(404, error_code, message)
+
+
+def conflict(message: str, error_code: int = 409201) -> DpsError:
+    return DpsError(409, error_code, message)
+
+
+def precondition_failed(
+    message: str = "ETag in the request does not match the existing resource per RFC7232.",
+) -> DpsError:
+    return DpsError(412, ETAG_MISMATCH, message)
+
+
+# Request-shape errors.
+INVALID_JSON = 400001
+VALIDATION = 400004
+REGISTRATION_ID_MISMATCH = 400005
+MISSING_API_VERSION = 400006
+# Allocation failures reported on a registration (status "failed").
+CUSTOM_ALLOCATION_FAILED = 400207
+NO_HUB = 400208
+HUB_NOT_LINKED = 400209
+WEBHOOK_TIMEOUT = 400210
+WEBHOOK_UNREACHABLE = 400211
+WEBHOOK_BAD_RESPONSE = 400212
+HUB_CONNECTOR_FAILED = 400213
+# Authentication and authorization.
+UNAUTHORIZED = 401000
+TOKEN_EXPIRED = 401001
+ENROLLMENT_DISABLED = 403001
+PERMISSION_DENIED = 403002
+# Lookups.
+ENROLLMENT_NOT_FOUND = 404201
+REGISTRATION_NOT_FOUND = 404202
+OPERATION_NOT_FOUND = 404203
+GROUP_NOT_FOUND = 404204
+LINKED_HUB_NOT_FOUND = 404205
+ROUTE_NOT_FOUND = 404000
+METHOD_NOT_ALLOWED = 405000
+ALREADY_EXISTS = 409201
+ETAG_MISMATCH = 412001
+MESSAGE_TOO_LARGE = 413001
+UNSUPPORTED_MEDIA_TYPE = 415001
+INTERNAL_ERROR = 500000

@@ -1,0 +1,405 @@
+"""The registration service: attest, allocate, create the hub identity, remember the result.
+
+Every transport (HTTPS now, MQTT next) calls this one service and only translates wire messages.
+A registration runs as a task; when it finishes within `fast_path_seconds` the register call is
+answered `assigned` at once (the official SDKs accept that), otherwise the device is told
+`assigning` and polls the operation, which the finished task writes to the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from devprov.allocation import policies
+from devprov.allocation.custom import WebhookAnswer, WebhookClient, allocation_request
+from devprov.allocation.policies import AllocationError
+from devprov.attestation.device_auth import Attested, attest_symmetric_key
+from devprov.domain.clock import new_etag, now_timestamp
+from devprov.domain.enrollments import public_view
+from devprov.domain.errors import (
+    HUB_CONNECTOR_FAILED,
+    INTERNAL_ERROR,
+    OPERATION_NOT_FOUND,
+    REGISTRATION_ID_MISMATCH,
+    DpsError,
+    bad_request,
+    not_found,
+    unauthorized,
+)
+from devprov.domain.ids import id_key, validate_id
+from devprov.domain.models import (
+    DeviceRegistrationState,
+    EnrollmentGroup,
+    IndividualEnrollment,
+    LinkedHub,
+)
+from devprov.hubs.connector import DeviceIdentity, HubConnector
+from devprov.protocol.dps import RegisterRequest, new_operation_id, operation_status
+from devprov.store.database import Kind, Put, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RegistrationSettings:
+    id_scope: str
+    fast_path_seconds: float = 1.5
+    retry_after_seconds: int = 1
+
+
+@dataclass(frozen=True)
+class OperationResult:
+    """An answer to register or operation status: the body, and whether the device must poll."""
+
+    body: dict[str, Any]
+    retry_after: int | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.retry_after is not None
+
+
+@dataclass(frozen=True)
+class Allocation:
+    hub: str
+    initial_twin: dict[str, Any] | None
+    payload: Any
+
+
+class RegistrationService:
+    """Puts the steps of a registration in order; holds no state but running tasks."""
+
+    def __init__(
+        self,
+        settings: RegistrationSettings,
+        store: Store,
+        webhooks: WebhookClient,
+        connectors: Mapping[str, HubConnector],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.webhooks = webhooks
+        self.connectors = connectors
+        self._tasks: set[asyncio.Task[OperationResult]] = set()
+
+    async def register(
+        self,
+        id_scope: str,
+        registration_id: str,
+        authorization: str | None,
+        request: RegisterRequest,
+    ) -> OperationResult:
+        attested = await self.attest(id_scope, registration_id, authorization, request)
+        operation_id = new_operation_id()
+        task = asyncio.create_task(self._provision(attested, operation_id, request.payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        done, _ = await asyncio.wait({task}, timeout=self.settings.fast_path_seconds)
+        if done:
+            return task.result()
+        pending = operation_status(
+            operation_id,
+            "assigning",
+            {"registrationId": registration_id, "status": "assigning"},
+        )
+        with contextlib.suppress(DpsError):  # the task finished meanwhile and wrote its result
+            await self.store.create(
+                Put(Kind.OPERATION, operation_id, new_etag(), pending, _operation_columns(attested))
+            )
+        return OperationResult(pending, self.settings.retry_after_seconds)
+
+    async def operation_status(
+        self, id_scope: str, registration_id: str, operation_id: str, authorization: str | None
+    ) -> OperationResult:
+        await self.attest(id_scope, registration_id, authorization, None)
+        stored = await self.store.get(Kind.OPERATION, operation_id)
+        if (
+            stored is None
+            or stored.document.get("registrationState", {}).get("registrationId", "").lower()
+            != registration_id.lower()
+        ):
+            raise not_found(
+                f"No operation {operation_id!r} for registration {registration_id!r}.",
+                OPERATION_NOT_FOUND,
+            )
+        if stored.document.get("status") == "assigning":
+            return OperationResult(stored.document, self.settings.retry_after_seconds)
+        return OperationResult(stored.document)
+
+    async def status_lookup(
+        self,
+        id_scope: str,
+        registration_id: str,
+        authorization: str | None,
+        request: RegisterRequest,
+    ) -> dict[str, Any]:
+        """The DeviceRegistrationResult a device may ask for without registering again."""
+        await self.attest(id_scope, registration_id, authorization, request)
+        stored = await self.store.get(Kind.REGISTRATION, id_key(registration_id))
+        if stored is None:
+            return {"registrationId": registration_id, "status": "unassigned"}
+        return stored.document
+
+    async def attest(
+        self,
+        id_scope: str,
+        registration_id: str,
+        authorization: str | None,
+        request: RegisterRequest | None,
+    ) -> Attested:
+        validate_id(registration_id)
+        if id_scope.lower() != self.settings.id_scope.lower():
+            raise unauthorized(f"The id scope {id_scope!r} is not served here.")
+        if (
+            request is not None
+            and request.registration_id is not None
+            and request.registration_id.lower() != registration_id.lower()
+        ):
+            raise bad_request(
+                f"The body's registrationId {request.registration_id!r} differs from the path's"
+                f" {registration_id!r}.",
+                REGISTRATION_ID_MISMATCH,
+            )
+        stored = await self.store.get(Kind.ENROLLMENT, id_key(registration_id))
+        individual = IndividualEnrollment.model_validate(stored.document) if stored else None
+        groups = [] if individual else await self._symmetric_key_groups()
+        return attest_symmetric_key(
+            authorization, self.settings.id_scope, registration_id, individual, groups
+        )
+
+    async def _symmetric_key_groups(self) -> list[EnrollmentGroup]:
+        return [
+            EnrollmentGroup.model_validate(row.document)
+            for row in await self.store.page(Kind.GROUP)
+            if row.document.get("attestation", {}).get("type") == "symmetricKey"
+        ]
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.webhooks.close()
+
+    async def _provision(
+        self, attested: Attested, operation_id: str, payload: Any
+    ) -> OperationResult:
+        registration_key = id_key(attested.registration_id)
+        previous_row = await self.store.get(Kind.REGISTRATION, registration_key)
+        previous = (
+            DeviceRegistrationState.model_validate(previous_row.document) if previous_row else None
+        )
+        try:
+            state = await self._assign(attested, payload, previous)
+        except DpsError as error:
+            state = _failed_state(attested, previous, error)
+        except Exception:
+            log.exception("registration of %s failed", attested.registration_id)
+            state = _failed_state(
+                attested, previous, DpsError(500, INTERNAL_ERROR, "Internal error while assigning.")
+            )
+        body = operation_status(operation_id, state.status, state.to_wire())
+        columns = _operation_columns(attested)
+        await self.store.write(
+            [
+                Put(
+                    Kind.REGISTRATION,
+                    registration_key,
+                    state.etag or new_etag(),
+                    state.to_wire(),
+                    {"group_key": id_key(attested.group_id) if attested.group_id else None},
+                ),
+                Put(Kind.OPERATION, operation_id, new_etag(), body, columns),
+            ]
+        )
+        return OperationResult(body)
+
+    async def _assign(
+        self, attested: Attested, payload: Any, previous: DeviceRegistrationState | None
+    ) -> DeviceRegistrationState:
+        enrollment = attested.enrollment
+        linked = [
+            LinkedHub.model_validate(row.document) for row in await self.store.page(Kind.LINKED_HUB)
+        ]
+        current_hub = previous.assigned_hub if previous else None
+        reprovision = enrollment.effective_reprovision_policy
+        sticky = current_hub is not None and not reprovision.update_hub_assignment
+        candidates = (
+            [hub for hub in linked if hub.host_name.lower() == current_hub.lower()]
+            if sticky and current_hub
+            else []
+        ) or policies.candidate_hubs(enrollment, linked)
+        allocation = await self._allocate(attested, payload, candidates, previous)
+        hub = next(h for h in candidates if h.host_name.lower() == allocation.hub.lower())
+        device_id = _device_id(enrollment, attested.registration_id)
+        moved = current_hub is not None and current_hub.lower() != hub.host_name.lower()
+        substatus, twin = _reprovision_outcome(
+            first=current_hub is None,
+            moved=moved,
+            sticky=sticky,
+            migrate=reprovision.migrate_device_data,
+            twin=allocation.initial_twin or enrollment.initial_twin,
+        )
+        await self._put_on_hub(attested, hub, device_id, twin)
+        if moved and previous is not None and previous.device_id and current_hub:
+            await self._remove_from_hub(linked, current_hub, previous.device_id)
+        now = now_timestamp()
+        return DeviceRegistrationState(
+            registration_id=attested.registration_id,
+            created_date_time_utc=previous.created_date_time_utc if previous else now,
+            assigned_hub=hub.host_name,
+            device_id=device_id,
+            status="assigned",
+            substatus=substatus,
+            last_updated_date_time_utc=now,
+            etag=new_etag(),
+            payload=allocation.payload,
+            symmetric_key=_symmetric_key_info(attested),
+        )
+
+    async def _allocate(
+        self,
+        attested: Attested,
+        payload: Any,
+        candidates: list[LinkedHub],
+        previous: DeviceRegistrationState | None,
+    ) -> Allocation:
+        enrollment = attested.enrollment
+        policy = enrollment.allocation_policy or "hashed"
+        if policy == "custom" and enrollment.custom_allocation_definition is not None:
+            answer = await self._ask_webhook(attested, payload, candidates, previous)
+            return Allocation(answer.iot_hub_host_name, answer.initial_twin, answer.payload)
+        if policy == "static":
+            chosen = policies.static(candidates)
+        elif policy == "geoLatency":
+            chosen = policies.geo_latency(attested.registration_id, candidates)
+        else:
+            chosen = policies.hashed(attested.registration_id, candidates)
+        return Allocation(chosen.host_name, None, None)
+
+    async def _ask_webhook(
+        self,
+        attested: Attested,
+        payload: Any,
+        candidates: list[LinkedHub],
+        previous: DeviceRegistrationState | None,
+    ) -> WebhookAnswer:
+        enrollment = attested.enrollment
+        definition = enrollment.custom_allocation_definition
+        assert definition is not None
+        context: dict[str, Any] = {"registrationId": attested.registration_id}
+        if previous is not None and previous.assigned_hub:
+            context["currentIotHubHostName"] = previous.assigned_hub
+            context["currentDeviceId"] = previous.device_id
+        context.update(attested.runtime_attestation())
+        if payload is not None:
+            context["payload"] = payload
+        kind = "enrollmentGroup" if attested.group_id else "individualEnrollment"
+        view = public_view(enrollment)
+        view.pop("registrationState", None)
+        body = allocation_request(kind, view, context, [hub.host_name for hub in candidates])
+        return await self.webhooks.allocate(definition.webhook_url, body)
+
+    async def _put_on_hub(
+        self, attested: Attested, hub: LinkedHub, device_id: str, twin: dict[str, Any] | None
+    ) -> None:
+        connector = self.connectors.get(hub.connector)
+        if connector is None:
+            raise AllocationError(
+                400,
+                HUB_CONNECTOR_FAILED,
+                f"IoT hub {hub.host_name!r} has no connector {hub.connector!r}.",
+            )
+        capabilities = attested.enrollment.capabilities
+        identity = DeviceIdentity(
+            hub_host_name=hub.host_name,
+            device_id=device_id,
+            registration_id=attested.registration_id,
+            authentication={
+                "type": "sas",
+                "symmetricKey": {
+                    "primaryKey": attested.device_keys[0],
+                    "secondaryKey": attested.device_keys[1],
+                },
+            },
+            capabilities=capabilities.to_wire() if capabilities else {"iotEdge": False},
+            initial_twin=twin,
+        )
+        try:
+            await connector.upsert_device(identity)
+        except Exception as exc:
+            log.exception("hub connector %s failed for %s", hub.connector, device_id)
+            raise AllocationError(
+                400,
+                HUB_CONNECTOR_FAILED,
+                f"Creating device {device_id!r} on IoT hub {hub.host_name!r} failed: {exc}",
+            ) from None
+
+    async def _remove_from_hub(
+        self, linked: list[LinkedHub], hub_name: str, device_id: str
+    ) -> None:
+        old = next((hub for hub in linked if hub.host_name.lower() == hub_name.lower()), None)
+        connector = self.connectors.get(old.connector) if old else None
+        if connector is None:
+            return
+        try:
+            await connector.remove_device(hub_name, device_id)
+        except Exception:
+            log.exception("could not remove %s from %s after it moved", device_id, hub_name)
+
+
+def _device_id(enrollment: IndividualEnrollment | EnrollmentGroup, registration_id: str) -> str:
+    if isinstance(enrollment, IndividualEnrollment) and enrollment.device_id:
+        return enrollment.device_id
+    return registration_id
+
+
+def _reprovision_outcome(
+    *, first: bool, moved: bool, sticky: bool, migrate: bool, twin: dict[str, Any] | None
+) -> tuple[str, dict[str, Any] | None]:
+    """The substatus DPS reports and the twin to apply, per the reprovisioning policy.
+
+    The initial twin is applied on the first assignment and when a device moves under
+    "reprovision and reset"; a move under "migrate" keeps the device's data (the hub connector
+    keeps what it has), and a re-registration on the same hub leaves the twin alone.
+    """
+    if first:
+        return "initialAssignment", twin or {}
+    if sticky:
+        return "initialAssignment", None
+    if moved:
+        return ("deviceDataMigrated", None) if migrate else ("deviceDataReset", twin or {})
+    return "reprovisionedToInitialAssignment", None
+
+
+def _symmetric_key_info(attested: Attested) -> dict[str, Any] | None:
+    group_id = attested.group_id
+    return {"enrollmentGroupId": group_id} if group_id else None
+
+
+def _failed_state(
+    attested: Attested, previous: DeviceRegistrationState | None, error: DpsError
+) -> DeviceRegistrationState:
+    """A failed attempt is recorded whole: status, errorCode and message. Where the device was
+    assigned before stays on the record, since its identity is still on that hub."""
+    now = now_timestamp()
+    return DeviceRegistrationState(
+        registration_id=attested.registration_id,
+        created_date_time_utc=previous.created_date_time_utc if previous else now,
+        assigned_hub=previous.assigned_hub if previous else None,
+        device_id=previous.device_id if previous else None,
+        status="failed",
+        error_code=error.error_code,
+        error_message=error.message,
+        last_updated_date_time_utc=now,
+        etag=new_etag(),
+        symmetric_key=_symmetric_key_info(attested),
+    )
+
+
+def _operation_columns(attested: Attested) -> dict[str, str | None]:
+    return {"registration_key": id_key(attested.registration_id)}

@@ -1,0 +1,1 @@
+"""The network edge: the aiohttp app (device runtime API, service API), TLS, the runner."""

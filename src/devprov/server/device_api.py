@@ -1,0 +1,58 @@
+"""The device runtime API over HTTPS: register, operation status, registration status lookup."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from devprov.protocol.dps import parse_register_body
+from devprov.registration import OperationResult, RegistrationService
+from devprov.server.http import json_response, read_body, require_api_version
+from devprov.server.routing import Router
+
+
+def operation_response(result: OperationResult) -> web.Response:
+    """200 with the result, or 202 with Retry-After while the device must poll."""
+    if result.pending:
+        return json_response(result.body, 202, {"Retry-After": str(result.retry_after)})
+    return json_response(result.body)
+
+
+class DeviceApi:
+    def __init__(self, registrations: RegistrationService, max_message_bytes: int) -> None:
+        self.registrations = registrations
+        self.max_message_bytes = max_message_bytes
+
+    def add_routes(self, router: Router) -> None:
+        base = "/{idScope}/registrations/{registrationId}"
+        router.add("PUT", base + "/register", self.register)
+        router.add("GET", base + "/operations/{operationId}", self.operation_status)
+        router.add("POST", base, self.status_lookup)
+
+    async def register(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        require_api_version(request)
+        raw = await read_body(request, self.max_message_bytes)
+        body = parse_register_body(raw, self.max_message_bytes)
+        result = await self.registrations.register(
+            params["idScope"], params["registrationId"], request.headers.get("Authorization"), body
+        )
+        return operation_response(result)
+
+    async def operation_status(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        require_api_version(request)
+        await read_body(request, self.max_message_bytes)  # Node sends `{}`: read and ignore it
+        result = await self.registrations.operation_status(
+            params["idScope"],
+            params["registrationId"],
+            params["operationId"],
+            request.headers.get("Authorization"),
+        )
+        return operation_response(result)
+
+    async def status_lookup(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        require_api_version(request)
+        raw = await read_body(request, self.max_message_bytes)
+        body = parse_register_body(raw, self.max_message_bytes)
+        state = await self.registrations.status_lookup(
+            params["idScope"], params["registrationId"], request.headers.get("Authorization"), body
+        )
+        return json_response(state)

@@ -1,0 +1,64 @@
+"""Routing that matches the way DPS clients write paths: case-insensitive, percent-decoded ids."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from devprov.domain.errors import METHOD_NOT_ALLOWED, ROUTE_NOT_FOUND, DpsError
+
+Handler = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    segments: tuple[str, ...]
+    handler: Handler
+
+    def match(self, parts: list[str]) -> dict[str, str] | None:
+        if len(parts) != len(self.segments):
+            return None
+        params: dict[str, str] = {}
+        for pattern, part in zip(self.segments, parts, strict=True):
+            if pattern.startswith("{"):
+                params[pattern[1:-1]] = part
+            elif pattern != part.lower():
+                return None
+        return params
+
+
+class Router:
+    """A flat list of routes; the first that matches path and method wins.
+
+    The Node service client writes `/enrollmentgroups/...`, the others `/enrollmentGroups/...`, and
+    the C device client percent-encodes ids in the path, so literals are compared without case and
+    each segment is decoded before it becomes a parameter.
+    """
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def add(self, method: str, path: str, handler: Handler) -> None:
+        segments = tuple(
+            part if part.startswith("{") else part.lower() for part in path.strip("/").split("/")
+        )
+        self.routes.append(Route(method.upper(), segments, handler))
+
+    def resolve(self, method: str, raw_path: str) -> tuple[Handler, dict[str, str]]:
+        path = raw_path.split("?", 1)[0]
+        parts = [unquote(part) for part in path.strip("/").split("/")]
+        path_matched = False
+        for route in self.routes:
+            params = route.match(parts)
+            if params is None:
+                continue
+            path_matched = True
+            if route.method == method.upper():
+                return route.handler, params
+        if path_matched:
+            raise DpsError(405, METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}.")
+        raise DpsError(404, ROUTE_NOT_FOUND, f"There is no resource at {path}.")

@@ -1,0 +1,135 @@
+"""The service API, Azure-compatible: enrollments, groups, registration records, linked hubs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from devprov.admin import GROUP, INDIVIDUAL, Admin, EnrollmentKind, Page, page_size
+from devprov.config import Instance
+from devprov.server.http import json_response, no_content, read_json, require_api_version
+from devprov.server.routing import Router
+from devprov.server.service_auth import authorize
+
+MAX_SERVICE_BODY_BYTES = 4 * 1024 * 1024
+ServiceCall = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
+
+
+def page_response(page: Page, item_type: str) -> web.Response:
+    headers = {"x-ms-item-type": item_type}
+    if page.continuation:
+        headers["x-ms-continuation"] = page.continuation
+    return json_response(page.items, headers=headers)
+
+
+class ServiceApi:
+    def __init__(self, admin: Admin, instance: Instance, known_hosts: set[str]) -> None:
+        self.admin = admin
+        self.instance = instance
+        self.known_hosts = known_hosts
+
+    def _guard(self, right: str, call: ServiceCall) -> ServiceCall:
+        async def guarded(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            require_api_version(request)
+            authorize(self.instance, request.headers.get("Authorization"), right, self.known_hosts)
+            return await call(request, params)
+
+        return guarded
+
+    def add_routes(self, router: Router) -> None:
+        for spec, base in ((INDIVIDUAL, "/enrollments"), (GROUP, "/enrollmentGroups")):
+            self._add_enrollment_routes(router, spec, base)
+        read, write = "RegistrationStatusRead", "RegistrationStatusWrite"
+        router.add("GET", "/registrations/{id}", self._guard(read, self.get_registration))
+        router.add("DELETE", "/registrations/{id}", self._guard(write, self.delete_registration))
+        router.add("POST", "/registrations/{id}/query", self._guard(read, self.query_registrations))
+        config = "ServiceConfig"
+        router.add("GET", "/linkedHubs", self._guard(config, self.list_linked_hubs))
+        router.add("PUT", "/linkedHubs/{hub}", self._guard(config, self.put_linked_hub))
+        router.add("GET", "/linkedHubs/{hub}", self._guard(config, self.get_linked_hub))
+        router.add("DELETE", "/linkedHubs/{hub}", self._guard(config, self.delete_linked_hub))
+        router.add("GET", "/linkedHubs/{hub}/devices", self._guard(config, self.list_hub_devices))
+        router.add(
+            "GET", "/linkedHubs/{hub}/devices/{device}", self._guard(config, self.get_hub_device)
+        )
+
+    def _add_enrollment_routes(self, router: Router, spec: EnrollmentKind[Any], base: str) -> None:
+        admin = self.admin
+        read, write = "EnrollmentRead", "EnrollmentWrite"
+
+        async def put(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            body = await read_json(request, MAX_SERVICE_BODY_BYTES)
+            record = await admin.put(spec, params["id"], body, request.headers.get("If-Match"))
+            return json_response(record)
+
+        async def get(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            return json_response(await admin.get(spec, params["id"]))
+
+        async def delete(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            await admin.delete(spec, params["id"], request.headers.get("If-Match"))
+            return no_content()
+
+        async def attestation(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            return json_response(await admin.attestation(spec, params["id"]))
+
+        async def bulk(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            body = await read_json(request, MAX_SERVICE_BODY_BYTES)
+            return json_response(await admin.bulk(spec, body))
+
+        async def query(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            await read_json(request, MAX_SERVICE_BODY_BYTES)
+            page = await admin.query(
+                spec,
+                request.headers.get("x-ms-continuation"),
+                page_size(request.headers.get("x-ms-max-item-count")),
+            )
+            return page_response(page, "Enrollment" if spec is INDIVIDUAL else "EnrollmentGroup")
+
+        router.add("POST", base + "/query", self._guard(read, query))
+        router.add("POST", base, self._guard(write, bulk))
+        router.add("PUT", base + "/{id}", self._guard(write, put))
+        router.add("GET", base + "/{id}", self._guard(read, get))
+        router.add("DELETE", base + "/{id}", self._guard(write, delete))
+        router.add("POST", base + "/{id}/attestationmechanism", self._guard(read, attestation))
+
+    async def get_registration(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        return json_response(await self.admin.get_registration(params["id"]))
+
+    async def delete_registration(
+        self, request: web.Request, params: dict[str, str]
+    ) -> web.Response:
+        await self.admin.delete_registration(params["id"], request.headers.get("If-Match"))
+        return no_content()
+
+    async def query_registrations(
+        self, request: web.Request, params: dict[str, str]
+    ) -> web.Response:
+        await read_json(request, MAX_SERVICE_BODY_BYTES)
+        page = await self.admin.query_registrations(
+            params["id"],
+            request.headers.get("x-ms-continuation"),
+            page_size(request.headers.get("x-ms-max-item-count")),
+        )
+        return page_response(page, "DeviceRegistration")
+
+    async def list_linked_hubs(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        return json_response(await self.admin.list_linked_hubs())
+
+    async def put_linked_hub(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        body = await read_json(request, MAX_SERVICE_BODY_BYTES, default={})
+        return json_response(await self.admin.put_linked_hub(params["hub"], body))
+
+    async def get_linked_hub(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        return json_response(await self.admin.get_linked_hub(params["hub"]))
+
+    async def delete_linked_hub(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        await self.admin.delete_linked_hub(params["hub"])
+        return no_content()
+
+    async def list_hub_devices(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        return json_response(await self.admin.list_hub_devices(params["hub"]))
+
+    async def get_hub_device(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        return json_response(await self.admin.get_hub_device(params["hub"], params["device"]))

@@ -1,0 +1,178 @@
+"""TLS material: a CA and a server certificate made on first start, or the user's own pair.
+
+Keys are ECDSA P-256: the official SDKs all accept it, and its handshakes cost a fraction of RSA's.
+The server certificate is remade when the names it must carry change (a new --host or --name).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from devprov.domain.clock import utc_now
+
+CA_CERT = "ca.pem"
+CA_KEY = "ca-key.pem"
+SERVER_CERT = "server.pem"
+SERVER_KEY = "server-key.pem"
+DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca_cert: Path
+    cert: Path
+    key: Path
+
+
+def server_names(host: str, extra: list[str]) -> list[str]:
+    names = [*DEFAULT_NAMES]
+    for name in [host, *extra]:
+        if name and name not in ("0.0.0.0", "::") and name not in names:
+            names.append(name)
+    return names
+
+
+def ensure_certificates(tls_dir: Path, names: list[str]) -> TlsFiles:
+    """Create the CA once, and a server certificate for `names` whenever they change."""
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    ca_cert_path, ca_key_path = tls_dir / CA_CERT, tls_dir / CA_KEY
+    if not ca_cert_path.exists() or not ca_key_path.exists():
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        _write_key(ca_key_path, ca_key)
+        ca_cert_path.write_bytes(_make_ca(ca_key).public_bytes(serialization.Encoding.PEM))
+    ca_key_loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
+    assert isinstance(ca_key_loaded, ec.EllipticCurvePrivateKey)
+    ca = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
+    cert_path, key_path = tls_dir / SERVER_CERT, tls_dir / SERVER_KEY
+    if not _covers(cert_path, names, ca):
+        key = ec.generate_private_key(ec.SECP256R1())
+        _write_key(key_path, key)
+        cert = _make_server_cert(key, ca, ca_key_loaded, names)
+        cert_path.write_bytes(
+            cert.public_bytes(serialization.Encoding.PEM)
+            + ca.public_bytes(serialization.Encoding.PEM)
+        )
+    return TlsFiles(ca_cert_path, cert_path, key_path)
+
+
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    data = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+        handle.write(data)
+
+
+def _make_ca(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devprov local CA")])
+    now = utc_now()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _san(names: list[str]) -> x509.SubjectAlternativeName:
+    entries: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            entries.append(x509.DNSName(name))
+    return x509.SubjectAlternativeName(entries)
+
+
+def _make_server_cert(
+    key: ec.EllipticCurvePrivateKey,
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    names: list[str],
+) -> x509.Certificate:
+    now = utc_now()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=825))
+        .add_extension(_san(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def _covers(cert_path: Path, names: list[str], ca: x509.Certificate) -> bool:
+    if not cert_path.exists():
+        return False
+    cert = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
+    if cert.issuer != ca.subject or cert.not_valid_after_utc < utc_now() + timedelta(days=30):
+        return False
+    present = {
+        str(value)
+        for value in cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        ).value.get_values_for_type(x509.DNSName)
+    }
+    present |= {
+        str(value)
+        for value in cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        ).value.get_values_for_type(x509.IPAddress)
+    }
+    wanted = {str(ipaddress.ip_address(n)) if _is_ip(n) else n for n in names}
+    return wanted <= present
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

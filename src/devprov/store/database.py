@@ -1,0 +1,247 @@
+"""The store: reads and writes records as JSON documents in SQLite or PostgreSQL, atomically."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from devprov.domain.errors import conflict, precondition_failed
+from devprov.store import tables
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class Kind(Enum):
+    """The kinds of record, each kept in its own table."""
+
+    ENROLLMENT = "enrollments"
+    GROUP = "enrollment_groups"
+    REGISTRATION = "registrations"
+    OPERATION = "operations"
+    LINKED_HUB = "linked_hubs"
+    HUB_DEVICE = "hub_devices"
+
+    @property
+    def table(self) -> sa.Table:
+        return tables.metadata.tables[self.value]
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    key: str
+    etag: str
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Put:
+    """One upsert in a batch written by `Store.write`; `columns` fills a table's lookup columns."""
+
+    kind: Kind
+    key: str
+    etag: str
+    document: Mapping[str, Any]
+    columns: Mapping[str, str | None] = field(default_factory=dict)
+
+
+def normalize_url(url: str, *, asynchronous: bool) -> str:
+    """Accept plain `sqlite:///` and `postgresql://` URLs and pick devprov's drivers for them."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"Not a database URL: {url!r}")
+    base = scheme.split("+", 1)[0].lower()
+    if base == "sqlite":
+        return f"sqlite+aiosqlite://{rest}" if asynchronous else f"sqlite://{rest}"
+    if base in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    raise ValueError(f"Unsupported database {scheme!r}: use sqlite:/// or postgresql://")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def strip_etag(value: str) -> str:
+    """If-Match arrives raw, quoted, or weak-quoted (W/"..."): compare the bare value."""
+    value = value.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"')
+
+
+def migrate(url: str) -> None:
+    """Bring the schema to the newest revision (safe to run from several processes at once)."""
+    engine = sa.create_engine(normalize_url(url, asynchronous=False))
+    try:
+        with engine.connect() as connection:
+            if engine.dialect.name == "sqlite":
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+                connection.commit()
+            _upgrade(connection)
+    finally:
+        engine.dispose()
+
+
+def _upgrade(connection: Connection) -> None:
+    with connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(727376)"))
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Store:
+    """Async access to the records. Every method is one transaction; `write` batches several."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Migrate the database, then connect to it."""
+        migrate(url)
+        connect_args: dict[str, Any] = {}
+        if url.lower().startswith("sqlite"):
+            connect_args["timeout"] = 30
+        engine = create_async_engine(
+            normalize_url(url, asynchronous=True), connect_args=connect_args, pool_pre_ping=False
+        )
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine.sync_engine, "connect", _tune_sqlite)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def get(self, kind: Kind, key: str) -> StoredDocument | None:
+        table = kind.table
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(table.c.key, table.c.etag, table.c.document).where(table.c.key == key)
+                )
+            ).first()
+        return StoredDocument(row.key, row.etag, row.document) if row else None
+
+    async def page(
+        self,
+        kind: Kind,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+        where: Mapping[str, str] | None = None,
+    ) -> list[StoredDocument]:
+        """Records in key order, starting after `after`, optionally filtered on lookup columns."""
+        table = kind.table
+        query = sa.select(table.c.key, table.c.etag, table.c.document).order_by(table.c.key)
+        if after is not None:
+            query = query.where(table.c.key > after)
+        for column, value in (where or {}).items():
+            query = query.where(table.c[column] == value)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [StoredDocument(row.key, row.etag, row.document) for row in rows]
+
+    async def count(self, kind: Kind) -> int:
+        async with self.engine.connect() as connection:
+            return int(
+                (
+                    await connection.execute(sa.select(sa.func.count()).select_from(kind.table))
+                ).scalar_one()
+            )
+
+    async def create(self, put: Put) -> None:
+        """Insert a record that must not exist yet (409201 otherwise)."""
+        try:
+            async with self.engine.begin() as connection:
+                await connection.execute(sa.insert(put.kind.table).values(**_row(put)))
+        except IntegrityError:
+            raise conflict(f"A record with id {put.key!r} already exists.") from None
+
+    async def replace(self, put: Put, if_match: str | None) -> bool:
+        """Upsert a record; with an If-Match other than `*` the stored etag must match (412).
+
+        Returns True when the record was created."""
+        async with self.engine.begin() as connection:
+            if if_match is None or strip_etag(if_match) == "*":
+                existed = await self._exists(connection, put.kind, put.key)
+                await self._upsert(connection, put)
+                return not existed
+            table = put.kind.table
+            result = await connection.execute(
+                sa.update(table)
+                .where(table.c.key == put.key, table.c.etag == strip_etag(if_match))
+                .values(**_row(put))
+            )
+            if result.rowcount != 1:
+                raise precondition_failed()
+            return False
+
+    async def delete(self, kind: Kind, key: str, if_match: str | None = None) -> bool:
+        """Delete a record; False when there was none. A stale If-Match raises 412."""
+        table = kind.table
+        statement = sa.delete(table).where(table.c.key == key)
+        async with self.engine.begin() as connection:
+            if if_match is not None and strip_etag(if_match) != "*":
+                if not await self._exists(connection, kind, key):
+                    return False
+                statement = statement.where(table.c.etag == strip_etag(if_match))
+                if (await connection.execute(statement)).rowcount != 1:
+                    raise precondition_failed()
+                return True
+            return bool((await connection.execute(statement)).rowcount)
+
+    async def write(self, puts: Sequence[Put]) -> None:
+        """Upsert several records in one transaction: all of them are written, or none."""
+        async with self.engine.begin() as connection:
+            for put in puts:
+                await self._upsert(connection, put)
+
+    async def _exists(self, connection: AsyncConnection, kind: Kind, key: str) -> bool:
+        table = kind.table
+        found = await connection.execute(sa.select(table.c.key).where(table.c.key == key))
+        return found.first() is not None
+
+    async def _upsert(self, connection: AsyncConnection, put: Put) -> None:
+        row = _row(put)
+        statement = self._insert(put.kind.table).values(**row)
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["key"],
+                set_={name: value for name, value in row.items() if name != "key"},
+            )
+        )
+
+
+def _row(put: Put) -> dict[str, Any]:
+    return {
+        "key": put.key,
+        "etag": put.etag,
+        "document": dict(put.document),
+        "updated_at": time.time(),
+        **put.columns,
+    }
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

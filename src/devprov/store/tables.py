@@ -1,0 +1,37 @@
+"""The schema: one table per kind of record, each holding the record's JSON document.
+
+Records are kept as the Azure JSON documents they are (the schema is wide and grows with API
+versions); the columns beside a document are what devprov looks records up by.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+
+def _document_table(name: str, *extra: sa.Column[str]) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("key", sa.String(256), primary_key=True),
+        *extra,
+        sa.Column("etag", sa.String(128), nullable=False),
+        sa.Column("document", sa.JSON, nullable=False),
+        sa.Column("updated_at", sa.Float, nullable=False),
+    )
+
+
+enrollments = _document_table("enrollments")
+enrollment_groups = _document_table("enrollment_groups")
+registrations = _document_table(
+    "registrations", sa.Column("group_key", sa.String(256), nullable=True, index=True)
+)
+operations = _document_table(
+    "operations", sa.Column("registration_key", sa.String(256), nullable=False, index=True)
+)
+linked_hubs = _document_table("linked_hubs")
+hub_devices = _document_table(
+    "hub_devices", sa.Column("hub_key", sa.String(256), nullable=False, index=True)
+)

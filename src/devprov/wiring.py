@@ -1,0 +1,123 @@
+"""The one place that builds devprov from its parts and runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from devprov.admin import Admin
+from devprov.allocation.custom import DEFAULT_TIMEOUT_SECONDS, WebhookClient
+from devprov.config import Instance, ensure_instance
+from devprov.hubs.registry import RegistryConnector
+from devprov.protocol.dps import DEFAULT_MAX_MESSAGE_BYTES
+from devprov.registration import RegistrationService, RegistrationSettings
+from devprov.server.app import build_app
+from devprov.server.device_api import DeviceApi
+from devprov.server.routing import Router
+from devprov.server.service_api import ServiceApi
+from devprov.server.tls import TlsFiles, ensure_certificates, server_context, server_names
+from devprov.store.database import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeOptions:
+    """What `devprov serve` is told; None leaves the instance's recorded value in place."""
+
+    data_dir: Path
+    host: str | None = None
+    https_port: int | None = None
+    mqtt_port: int | None = None
+    database: str | None = None
+    names: list[str] = field(default_factory=list)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    webhook_timeout: float = DEFAULT_TIMEOUT_SECONDS
+    fast_path_seconds: float = 1.5
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+
+def prepare(options: ServeOptions) -> tuple[Instance, TlsFiles]:
+    """Create or update the instance file and TLS material for these options."""
+    instance = ensure_instance(
+        options.data_dir,
+        host=options.host,
+        https_port=options.https_port,
+        mqtt_port=options.mqtt_port,
+        database=options.database,
+        names=options.names or None,
+    )
+    if options.tls_cert and options.tls_key:
+        tls = TlsFiles(options.tls_cert, options.tls_cert, options.tls_key)
+    else:
+        tls = ensure_certificates(
+            options.data_dir / "tls", server_names(instance.host, instance.names)
+        )
+    return instance, tls
+
+
+@dataclass
+class Devprov:
+    """A running devprov: its store, services and listening sites."""
+
+    instance: Instance
+    tls: TlsFiles
+    store: Store
+    registrations: RegistrationService
+    runner: web.AppRunner
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+        await self.registrations.close()
+        await self.store.close()
+
+
+async def start(options: ServeOptions) -> Devprov:
+    instance, tls = prepare(options)
+    store = Store.open(instance.database)
+    registrations = RegistrationService(
+        RegistrationSettings(instance.id_scope, fast_path_seconds=options.fast_path_seconds),
+        store,
+        WebhookClient(options.webhook_timeout),
+        {"registry": RegistryConnector(store)},
+    )
+    router = Router()
+    known_hosts = {name.lower() for name in server_names(instance.host, instance.names)}
+    known_hosts.add(instance.host_name.lower())
+    ServiceApi(Admin(store), instance, known_hosts).add_routes(router)
+    DeviceApi(registrations, options.max_message_bytes).add_routes(router)
+    runner = web.AppRunner(build_app(router), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(
+        runner,
+        host=instance.host,
+        port=instance.https_port,
+        ssl_context=server_context(tls.cert, tls.key),
+        reuse_address=True,
+    )
+    await site.start()
+    log.info(
+        "devprov serving id scope %s on https://%s:%d",
+        instance.id_scope,
+        instance.host_name,
+        instance.https_port,
+    )
+    return Devprov(instance, tls, store, registrations, runner)
+
+
+async def serve_forever(options: ServeOptions) -> None:
+    devprov = await start(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await devprov.close()

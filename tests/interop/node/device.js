@@ -1,0 +1,93 @@
+'use strict';
+// Registers one device with the official, unmodified Azure DPS Node device SDK (symmetric key).
+// Input: one JSON object on argv[2] (or stdin):
+//   {host, idScope, registrationId, symmetricKey, transport: "http"|"mqtt"|"mqttws", payload?, ca?, timeoutMs?}
+// Output: exactly one JSON line on stdout, exit 0:
+//   {"ok": true, "result": <registrationState>} | {"ok": false, "error": {...}}
+// Exit code != 0 only for harness bugs (bad input).
+//
+// Ports: Http always dials host:443 (`host:port` is not parsed; Node tries to resolve "host:port").
+// Mqtt dials 'mqtts://' + host, parsed by mqtt.js, so "host:port" works (default 8883).
+// MqttWs dials 'wss://' + host + ':443/$iothub/websocket', so 443 is fixed.
+const fs = require('fs');
+const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
+const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
+
+let finished = false;
+function finish(obj) {
+  if (finished) return;
+  finished = true;
+  process.stdout.write(JSON.stringify(obj) + '\n', () => process.exit(0));
+}
+
+function describeError(err) {
+  if (!err || typeof err !== 'object') return { name: 'Error', message: String(err) };
+  const out = { name: err.name || (err.constructor && err.constructor.name), message: err.message };
+  if (err.code !== undefined) out.code = err.code;
+  if (err.result !== undefined) out.result = err.result;
+  // Http: RestApiClient errors carry response (IncomingMessage) and responseBody (string);
+  // DeviceRegistrationFailedError carries response too. Mqtt errors carry transportObject {topic, payload}.
+  const resp = err.response || err.transportObject;
+  if (resp && resp.statusCode !== undefined) out.statusCode = resp.statusCode;
+  if (resp && resp.topic) {
+    out.topic = resp.topic;
+    const m = /^\$dps\/registrations\/res\/(\d+)\//.exec(resp.topic);
+    if (m) out.statusCode = Number(m[1]);
+  }
+  if (err.responseBody !== undefined) out.responseBody = err.responseBody;
+  return out;
+}
+
+function main(input) {
+  const transports = {
+    http: () => new (require('azure-iot-provisioning-device-http').Http)(),
+    mqtt: () => new (require('azure-iot-provisioning-device-mqtt').Mqtt)(),
+    mqttws: () => new (require('azure-iot-provisioning-device-mqtt').MqttWs)(),
+  };
+  const make = transports[input.transport || 'http'];
+  if (!make) throw new Error('unknown transport ' + input.transport);
+  for (const k of ['host', 'idScope', 'registrationId', 'symmetricKey']) {
+    if (!input[k]) throw new Error('missing field ' + k);
+  }
+  setTimeout(() => finish({ ok: false, error: { name: 'HarnessTimeout' } }), input.timeoutMs || 60000);
+
+  const transport = make();
+  if (input.ca) {
+    // The transports take their base only as a (private) constructor argument; set the CA on it.
+    const base = transport._httpBase || transport._mqttBase;
+    if (!base) throw new Error('cannot find transport base to set ca on');
+    base.setOptions({ ca: fs.readFileSync(input.ca, 'utf8') });
+  }
+  const security = new SymmetricKeySecurityClient(input.registrationId, input.symmetricKey);
+  const client = ProvisioningDeviceClient.create(input.host, input.idScope, transport, security);
+  if (input.payload !== undefined) client.setProvisioningPayload(input.payload);
+  client.register((err, result) => {
+    if (err) finish({ ok: false, error: describeError(err) });
+    else finish({ ok: true, result: result === undefined ? null : result });
+  });
+}
+
+// An exception thrown inside the SDK (e.g. it cannot parse what the server sent) is a test outcome.
+const onUncaught = (err) => finish({ ok: false, error: Object.assign(describeError(err), { uncaught: true }) });
+process.on('uncaughtException', onUncaught);
+process.on('unhandledRejection', onUncaught);
+
+function start(text) {
+  let input;
+  try {
+    input = JSON.parse(text);
+    main(input);
+  } catch (err) {
+    if (finished) return;
+    process.stderr.write('harness error: ' + (err && err.stack || err) + '\n');
+    process.exit(2);
+  }
+}
+
+if (process.argv[2] !== undefined) start(process.argv[2]);
+else {
+  let data = '';
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', (c) => { data += c; });
+  process.stdin.on('end', () => start(data));
+}
