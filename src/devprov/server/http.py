@@ -21,7 +21,7 @@ from devprov.protocol.dps import check_size, error_body
 
 log = logging.getLogger(__name__)
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
-TRACKING_ID = "devprov.tracking_id"
+TRACKING_ID = web.RequestKey("devprov.tracking_id", str)
 
 
 def json_response(
