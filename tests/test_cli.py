@@ -1,0 +1,112 @@
+"""The `devprov` command as an operator runs it: serve, info, hub add, device register."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import free_port
+
+
+def devprov(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "devprov.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
+
+
+def info(data_dir: Path) -> dict[str, Any]:
+    details: dict[str, Any] = json.loads(
+        devprov("info", "--data-dir", str(data_dir), "--json").stdout
+    )
+    return details
+
+
+@pytest.fixture
+def served(tmp_path: Path, database_url: str) -> Iterator[Path]:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "devprov.cli", "serve",
+            "--data-dir", str(data_dir),
+            "--host", "127.0.0.1",
+            "--https-port", str(port),
+            "--mqtt-port", str(free_port()),
+            "--db", database_url,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        yield data_dir
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_info_tells_a_client_everything_it_needs(served: Path, database_url: str) -> None:
+    details = info(served)
+    assert details["idScope"].startswith("0ne") and len(details["idScope"]) == 11
+    assert details["hostName"] == "127.0.0.1"
+    assert details["mqttPort"] != details["httpsPort"]
+    assert details["serviceConnectionString"].startswith(
+        f"HostName=127.0.0.1:{details['httpsPort']};SharedAccessKeyName=provisioningserviceowner;"
+    )
+    assert Path(details["caCertificatePath"]).read_text().startswith("-----BEGIN CERTIFICATE")
+    assert details["linkedHubs"] == []
+    assert details["database"] == database_url
+
+
+def test_hub_added_while_serving_applies_to_the_next_registration(served: Path) -> None:
+    group = json.loads(devprov("group", "create", "fleet", "--data-dir", str(served)).stdout)
+    group_key = group["attestation"]["symmetricKey"]["primaryKey"]
+    refused = devprov(
+        "device", "register", "dev-1", "--group-key", group_key, "--data-dir", str(served),
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "400208" in refused.stdout
+
+    devprov("hub", "add", "late-hub.example", "--data-dir", str(served))
+    assert info(served)["linkedHubs"] == ["late-hub.example"]
+
+    registered = devprov(
+        "device", "register", "dev-1", "--group-key", group_key,
+        "--payload", '{"modelId": "dtmi:x;1"}', "--data-dir", str(served),
+    )  # fmt: skip
+    state = json.loads(registered.stdout)
+    assert state["assignedHub"] == "late-hub.example"
+    assert state["status"] == "assigned"
+    record = json.loads(devprov("registration", "show", "dev-1", "--data-dir", str(served)).stdout)
+    assert record["assignedHub"] == "late-hub.example"
+    devices = json.loads(
+        devprov("hub", "devices", "late-hub.example", "--data-dir", str(served)).stdout
+    )
+    assert [device["deviceId"] for device in devices] == ["dev-1"]
+
+
+def test_errors_are_clear_and_exit_nonzero(tmp_path: Path) -> None:
+    result = devprov("enrollment", "show", "ghost", "--data-dir", str(tmp_path), check=False)
+    assert result.returncode == 1
+    assert "404201" in result.stderr and "'ghost' does not exist" in result.stderr
