@@ -75,7 +75,12 @@ async def start_devprov(
     port = port or (443 if IN_NETNS else free_port())
     devprov = await start(
         ServeOptions(
-            data_dir=data_dir, host="localhost", https_port=port, database=database_url, **options
+            data_dir=data_dir,
+            host="localhost",
+            https_port=port,
+            mqtt_port=8883 if IN_NETNS else free_port(),
+            database=database_url,
+            **options,
         )
     )
     return Running(devprov, port)

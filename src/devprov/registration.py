@@ -94,7 +94,14 @@ class RegistrationService:
         authorization: str | None,
         request: RegisterRequest,
     ) -> OperationResult:
-        attested = await self.attest(id_scope, registration_id, authorization, request)
+        _check_body_id(request, registration_id)
+        return await self.start(
+            await self.attest(id_scope, registration_id, authorization), request
+        )
+
+    async def start(self, attested: Attested, request: RegisterRequest) -> OperationResult:
+        """Register a device whose proof was already checked (MQTT checks it at CONNECT)."""
+        _check_body_id(request, attested.registration_id)
         operation_id = new_operation_id()
         task = asyncio.create_task(self._provision(attested, operation_id, request.payload))
         self._tasks.add(task)
@@ -105,7 +112,7 @@ class RegistrationService:
         pending = operation_status(
             operation_id,
             "assigning",
-            {"registrationId": registration_id, "status": "assigning"},
+            {"registrationId": attested.registration_id, "status": "assigning"},
         )
         with contextlib.suppress(DpsError):  # the task finished meanwhile and wrote its result
             await self.store.create(
@@ -116,7 +123,12 @@ class RegistrationService:
     async def operation_status(
         self, id_scope: str, registration_id: str, operation_id: str, authorization: str | None
     ) -> OperationResult:
-        await self.attest(id_scope, registration_id, authorization, None)
+        return await self.poll(
+            await self.attest(id_scope, registration_id, authorization), operation_id
+        )
+
+    async def poll(self, attested: Attested, operation_id: str) -> OperationResult:
+        registration_id = attested.registration_id
         stored = await self.store.get(Kind.OPERATION, operation_id)
         if (
             stored is None
@@ -139,32 +151,20 @@ class RegistrationService:
         request: RegisterRequest,
     ) -> dict[str, Any]:
         """The DeviceRegistrationResult a device may ask for without registering again."""
-        await self.attest(id_scope, registration_id, authorization, request)
+        _check_body_id(request, registration_id)
+        await self.attest(id_scope, registration_id, authorization)
         stored = await self.store.get(Kind.REGISTRATION, id_key(registration_id))
         if stored is None:
             return {"registrationId": registration_id, "status": "unassigned"}
         return stored.document
 
     async def attest(
-        self,
-        id_scope: str,
-        registration_id: str,
-        authorization: str | None,
-        request: RegisterRequest | None,
+        self, id_scope: str, registration_id: str, authorization: str | None
     ) -> Attested:
+        """Check who the device is: its id scope, its id, and the proof it sent."""
         validate_id(registration_id)
         if id_scope.lower() != self.settings.id_scope.lower():
             raise unauthorized(f"The id scope {id_scope!r} is not served here.")
-        if (
-            request is not None
-            and request.registration_id is not None
-            and request.registration_id.lower() != registration_id.lower()
-        ):
-            raise bad_request(
-                f"The body's registrationId {request.registration_id!r} differs from the path's"
-                f" {registration_id!r}.",
-                REGISTRATION_ID_MISMATCH,
-            )
         stored = await self.store.get(Kind.ENROLLMENT, id_key(registration_id))
         individual = IndividualEnrollment.model_validate(stored.document) if stored else None
         groups = [] if individual else await self._symmetric_key_groups()
@@ -350,6 +350,18 @@ class RegistrationService:
             await connector.remove_device(hub_name, device_id)
         except Exception:
             log.exception("could not remove %s from %s after it moved", device_id, hub_name)
+
+
+def _check_body_id(request: RegisterRequest, registration_id: str) -> None:
+    """The registration id in the body, when there is one, must be the one in the path."""
+    if request.registration_id is not None and (
+        request.registration_id.lower() != registration_id.lower()
+    ):
+        raise bad_request(
+            f"The body's registrationId {request.registration_id!r} differs from"
+            f" {registration_id!r}.",
+            REGISTRATION_ID_MISMATCH,
+        )
 
 
 def _device_id(enrollment: IndividualEnrollment | EnrollmentGroup, registration_id: str) -> str:

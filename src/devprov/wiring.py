@@ -18,6 +18,7 @@ from devprov.protocol.dps import DEFAULT_MAX_MESSAGE_BYTES
 from devprov.registration import RegistrationService, RegistrationSettings
 from devprov.server.app import build_app
 from devprov.server.device_api import DeviceApi
+from devprov.server.mqtt import MqttTlsProtocol
 from devprov.server.routing import Router
 from devprov.server.service_api import ServiceApi
 from devprov.server.tls import TlsFiles, ensure_certificates, server_context, server_names
@@ -71,8 +72,10 @@ class Devprov:
     store: Store
     registrations: RegistrationService
     runner: web.AppRunner
+    mqtt_server: asyncio.Server
 
     async def close(self) -> None:
+        self.mqtt_server.close()
         await self.runner.cleanup()
         await self.registrations.close()
         await self.store.close()
@@ -94,21 +97,31 @@ async def start(options: ServeOptions) -> Devprov:
     DeviceApi(registrations, options.max_message_bytes).add_routes(router)
     runner = web.AppRunner(build_app(router), access_log=None)
     await runner.setup()
+    context = server_context(tls.cert, tls.key)
     site = web.TCPSite(
         runner,
         host=instance.host,
         port=instance.https_port,
-        ssl_context=server_context(tls.cert, tls.key),
+        ssl_context=context,
         reuse_address=True,
     )
     await site.start()
+    mqtt_server = await asyncio.get_running_loop().create_server(
+        lambda: MqttTlsProtocol(registrations, options.max_message_bytes),
+        host=instance.host,
+        port=instance.mqtt_port,
+        ssl=context,
+        reuse_address=True,
+    )
     log.info(
-        "devprov serving id scope %s on https://%s:%d",
+        "devprov serving id scope %s on https://%s:%d and mqtts://%s:%d",
         instance.id_scope,
         instance.host_name,
         instance.https_port,
+        instance.host_name,
+        instance.mqtt_port,
     )
-    return Devprov(instance, tls, store, registrations, runner)
+    return Devprov(instance, tls, store, registrations, runner, mqtt_server)
 
 
 async def serve_forever(options: ServeOptions) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from tests.conftest import Running, Webhook, fixed_ports
@@ -17,15 +18,22 @@ DEVICE_PAYLOAD = {"modelId": "dtmi:contoso:toaster;1", "location": {"site": 7}}
 WEBHOOK_PAYLOAD = {"firmwareUrl": "https://fw.example/toaster-2.1.bin", "ticket": "t-123"}
 
 
+TRANSPORTS = pytest.mark.parametrize("transport", ["http", "mqtt", "mqttws"])
+
+
 async def node_register(
-    running: Running, registration_id: str, key: str, payload: Any = None
+    running: Running,
+    registration_id: str,
+    key: str,
+    payload: Any = None,
+    transport: str = "http",
 ) -> dict[str, Any]:
     request: dict[str, Any] = {
         "host": "localhost",
         "idScope": running.id_scope,
         "registrationId": registration_id,
         "symmetricKey": key,
-        "transport": "http",
+        "transport": transport,
     }
     if payload is not None:
         request["payload"] = payload
@@ -44,15 +52,16 @@ async def custom_allocation(running: Running, webhook: Webhook) -> dict[str, Any
     }
 
 
+@TRANSPORTS
 async def test_individual_device_gets_the_webhook_payload(
-    devprov: Running, webhook: Webhook
+    devprov: Running, webhook: Webhook, transport: str
 ) -> None:
     enrollment = await create_enrollment(
         devprov, "node-toaster-1", **await custom_allocation(devprov, webhook)
     )
 
     outcome = await node_register(
-        devprov, "node-toaster-1", primary_key(enrollment), DEVICE_PAYLOAD
+        devprov, "node-toaster-1", primary_key(enrollment), DEVICE_PAYLOAD, transport
     )
 
     assert outcome["ok"], outcome
@@ -67,25 +76,31 @@ async def test_individual_device_gets_the_webhook_payload(
     assert record["payload"] == WEBHOOK_PAYLOAD
 
 
-async def test_group_device_gets_the_webhook_payload(devprov: Running, webhook: Webhook) -> None:
+@TRANSPORTS
+async def test_group_device_gets_the_webhook_payload(
+    devprov: Running, webhook: Webhook, transport: str
+) -> None:
     group = await create_group(
         devprov, "node-toasters", **await custom_allocation(devprov, webhook)
     )
     key = group_device_key(group, "node-toaster-2")
 
-    outcome = await node_register(devprov, "node-toaster-2", key, DEVICE_PAYLOAD)
+    outcome = await node_register(devprov, "node-toaster-2", key, DEVICE_PAYLOAD, transport)
 
     assert outcome["ok"], outcome
     assert outcome["result"]["payload"] == WEBHOOK_PAYLOAD
     assert outcome["result"]["assignedHub"] == "toasters.example"
     assert webhook.requests[0]["deviceRuntimeContext"]["payload"] == DEVICE_PAYLOAD
     assert webhook.requests[0]["enrollmentGroup"]["enrollmentGroupId"] == "node-toasters"
-    again = await node_register(devprov, "node-toaster-2", key, DEVICE_PAYLOAD)
+    again = await node_register(devprov, "node-toaster-2", key, DEVICE_PAYLOAD, transport)
     assert again["ok"], again
     assert len(webhook.requests) == 2
 
 
-async def test_slow_webhook_makes_the_device_poll(devprov: Running, webhook: Webhook) -> None:
+@TRANSPORTS
+async def test_slow_webhook_makes_the_device_poll(
+    devprov: Running, webhook: Webhook, transport: str
+) -> None:
     settings = devprov.devprov.registrations.settings
     devprov.devprov.registrations.settings = type(settings)(
         settings.id_scope, fast_path_seconds=0.05
@@ -97,7 +112,9 @@ async def test_slow_webhook_makes_the_device_poll(devprov: Running, webhook: Web
         return web.json_response({"iotHubHostName": "kettles.example", "payload": {"slow": 1}})
 
     webhook.behaviour = slow
-    outcome = await node_register(devprov, "node-slow-1", group_device_key(group, "node-slow-1"))
+    outcome = await node_register(
+        devprov, "node-slow-1", group_device_key(group, "node-slow-1"), transport=transport
+    )
 
     assert outcome["ok"], outcome
     assert outcome["result"]["assignedHub"] == "kettles.example"
@@ -114,6 +131,18 @@ async def test_wrong_key_is_refused(devprov: Running) -> None:
     assert not outcome["ok"]
     assert outcome["error"]["statusCode"] == 401
     assert '"errorCode":401000' in outcome["error"]["responseBody"]
+
+
+@pytest.mark.parametrize("transport", ["mqtt", "mqttws"])
+async def test_wrong_key_is_refused_at_connect(devprov: Running, transport: str) -> None:
+    await devprov.service().link_hub("hub.example")
+    await create_enrollment(devprov, "node-wrong")
+    other = await create_enrollment(devprov, "node-other")
+
+    outcome = await node_register(devprov, "node-wrong", primary_key(other), transport=transport)
+
+    assert not outcome["ok"]
+    assert outcome["error"].get("code") == 5, outcome
 
 
 async def test_webhook_failure_reaches_the_device(devprov: Running, webhook: Webhook) -> None:

@@ -1,4 +1,5 @@
-"""The device runtime API over HTTPS: register, operation status, registration status lookup."""
+"""The device runtime API on the HTTPS port: register, operation status, status lookup, and
+MQTT over WebSocket at /$iothub/websocket."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from aiohttp import web
 from devprov.protocol.dps import parse_register_body
 from devprov.registration import OperationResult, RegistrationService
 from devprov.server.http import json_response, read_body, require_api_version
+from devprov.server.mqtt import serve_websocket
 from devprov.server.routing import Router
 
 
@@ -27,6 +29,10 @@ class DeviceApi:
         router.add("PUT", base + "/register", self.register)
         router.add("GET", base + "/operations/{operationId}", self.operation_status)
         router.add("POST", base, self.status_lookup)
+        router.add("GET", "/$iothub/websocket", self.websocket)
+
+    async def websocket(self, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+        return await serve_websocket(request, self.registrations, self.max_message_bytes)
 
     async def register(self, request: web.Request, params: dict[str, str]) -> web.Response:
         require_api_version(request)
