@@ -18,7 +18,8 @@ from typing import Any
 from devprov.allocation import policies
 from devprov.allocation.custom import WebhookAnswer, WebhookClient, allocation_request
 from devprov.allocation.policies import AllocationError
-from devprov.attestation.device_auth import Attested, attest_symmetric_key
+from devprov.attestation.attested import Attested
+from devprov.attestation.device_auth import attest_symmetric_key
 from devprov.domain.clock import new_etag, now_timestamp
 from devprov.domain.enrollments import public_view
 from devprov.domain.errors import (
@@ -258,7 +259,7 @@ class RegistrationService:
             last_updated_date_time_utc=now,
             etag=new_etag(),
             payload=allocation.payload,
-            symmetric_key=_symmetric_key_info(attested),
+            **attested.registration_attestation,
         )
 
     async def _allocate(
@@ -295,7 +296,7 @@ class RegistrationService:
         if previous is not None and previous.assigned_hub:
             context["currentIotHubHostName"] = previous.assigned_hub
             context["currentDeviceId"] = previous.device_id
-        context.update(attested.runtime_attestation())
+        context.update(attested.runtime_attestation)
         if payload is not None:
             context["payload"] = payload
         kind = "enrollmentGroup" if attested.group_id else "individualEnrollment"
@@ -319,13 +320,7 @@ class RegistrationService:
             hub_host_name=hub.host_name,
             device_id=device_id,
             registration_id=attested.registration_id,
-            authentication={
-                "type": "sas",
-                "symmetricKey": {
-                    "primaryKey": attested.device_keys[0],
-                    "secondaryKey": attested.device_keys[1],
-                },
-            },
+            authentication=attested.hub_authentication,
             capabilities=capabilities.to_wire() if capabilities else {"iotEdge": False},
             initial_twin=twin,
         )
@@ -388,11 +383,6 @@ def _reprovision_outcome(
     return "reprovisionedToInitialAssignment", None
 
 
-def _symmetric_key_info(attested: Attested) -> dict[str, Any] | None:
-    group_id = attested.group_id
-    return {"enrollmentGroupId": group_id} if group_id else None
-
-
 def _failed_state(
     attested: Attested, previous: DeviceRegistrationState | None, error: DpsError
 ) -> DeviceRegistrationState:
@@ -409,7 +399,7 @@ def _failed_state(
         error_message=error.message,
         last_updated_date_time_utc=now,
         etag=new_etag(),
-        symmetric_key=_symmetric_key_info(attested),
+        **attested.registration_attestation,
     )
 
 

@@ -1,33 +1,12 @@
-"""Finding the enrollment a device's SAS token proves it belongs to (symmetric-key attestation)."""
+"""Symmetric-key attestation: the enrollment a device's SAS token proves it belongs to."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
+from devprov.attestation.attested import Attested, require_enabled
 from devprov.attestation.sas import check_expiry, parse_sas, signature_matches
 from devprov.attestation.symmetric_key import decode_key, derive_device_key
-from devprov.domain.errors import ENROLLMENT_DISABLED, DpsError, unauthorized
+from devprov.domain.errors import unauthorized
 from devprov.domain.models import EnrollmentFields, EnrollmentGroup, IndividualEnrollment
-
-
-@dataclass(frozen=True)
-class Attested:
-    """A device whose proof checked out: its enrollment and the keys it will hold on the hub."""
-
-    registration_id: str
-    enrollment: IndividualEnrollment | EnrollmentGroup
-    device_keys: tuple[str, str]
-
-    @property
-    def group_id(self) -> str | None:
-        if isinstance(self.enrollment, EnrollmentGroup):
-            return self.enrollment.enrollment_group_id
-        return None
-
-    def runtime_attestation(self) -> dict[str, Any]:
-        """The attestation part of the webhook's deviceRuntimeContext."""
-        return {"symmetricKey": {}}
 
 
 def expected_resource(id_scope: str, registration_id: str) -> str:
@@ -66,7 +45,7 @@ def attest_symmetric_key(
                 " enrollment's key."
             )
         check_expiry(token)
-        return _enabled(Attested(registration_id, individual, keys))
+        return require_enabled(_attested(registration_id, individual, keys))
     for group in groups:
         group_keys = _enrollment_keys(group)
         if group_keys is None:
@@ -77,7 +56,7 @@ def attest_symmetric_key(
         )
         if signature_matches(token, [decode_key(key) for key in device_keys]):
             check_expiry(token)
-            return _enabled(Attested(registration_id, group, device_keys))
+            return require_enabled(_attested(registration_id, group, device_keys))
     raise unauthorized(
         f"No enrollment matches registration id {registration_id!r} and the key that signed"
         " the token."
@@ -93,9 +72,18 @@ def _enrollment_keys(enrollment: EnrollmentFields) -> tuple[str, str] | None:
     return keys.primary_key, keys.secondary_key
 
 
-def _enabled(attested: Attested) -> Attested:
-    if not attested.enrollment.enabled:
-        kind = "enrollment group" if attested.group_id else "enrollment"
-        name = attested.group_id or attested.registration_id
-        raise DpsError(403, ENROLLMENT_DISABLED, f"The {kind} {name!r} is disabled.")
-    return attested
+def _attested(
+    registration_id: str, enrollment: IndividualEnrollment | EnrollmentGroup, keys: tuple[str, str]
+) -> Attested:
+    """The device's hub identity uses its own keys (derived ones for a group device)."""
+    group = enrollment.enrollment_group_id if isinstance(enrollment, EnrollmentGroup) else None
+    return Attested(
+        registration_id,
+        enrollment,
+        hub_authentication={
+            "type": "sas",
+            "symmetricKey": {"primaryKey": keys[0], "secondaryKey": keys[1]},
+        },
+        runtime_attestation={"symmetricKey": {}},
+        registration_attestation={"symmetricKey": {"enrollmentGroupId": group}} if group else {},
+    )

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from devprov.attestation.device_auth import Attested
+from devprov.attestation.attested import Attested
 from devprov.domain.errors import INTERNAL_ERROR, DpsError, bad_request
 from devprov.protocol import mqtt
 from devprov.protocol.dps import error_body, parse_register_body
