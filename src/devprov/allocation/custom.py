@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 
 from devprov.allocation.policies import AllocationError
+from devprov.bounded_read import read_limited
 from devprov.domain.errors import (
     CUSTOM_ALLOCATION_FAILED,
     HUB_NOT_LINKED,
@@ -57,7 +58,6 @@ class WebhookClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
-                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
                 json_serialize=json.dumps,
             )
         return self._session
@@ -78,9 +78,9 @@ class WebhookClient:
 
     async def _post(self, url: str, body: dict[str, Any]) -> tuple[int, bytes]:
         try:
-            async with self._client().post(url, json=body) as response:
-                raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
-                return response.status, raw
+            timeout = aiohttp.ClientTimeout(total=self.timeout_seconds)
+            async with self._client().post(url, json=body, timeout=timeout) as response:
+                return response.status, await read_limited(response.content, MAX_RESPONSE_BYTES)
         except TimeoutError:
             raise AllocationError(
                 400,

@@ -29,6 +29,7 @@ class SasToken:
     resource_as_sent: str
     signature: bytes
     expiry: int
+    expiry_as_sent: str
     key_name: str | None
 
     @property
@@ -54,10 +55,10 @@ def parse_sas(header: str | None) -> SasToken:
         raise unauthorized(
             "The SharedAccessSignature must carry sr, sig (base64) and se (seconds)."
         ) from None
-    return SasToken(resource, signature, expiry, fields.get("skn"))
+    return SasToken(resource, signature, expiry, fields["se"], fields.get("skn"))
 
 
-def sign(key: bytes, resource_as_sent: str, expiry: int) -> bytes:
+def sign(key: bytes, resource_as_sent: str, expiry: int | str) -> bytes:
     return hmac.new(key, f"{resource_as_sent}\n{expiry}".encode(), hashlib.sha256).digest()
 
 
@@ -80,7 +81,7 @@ def signature_matches(token: SasToken, keys: list[bytes]) -> bool:
     matched = False
     for key in keys:
         for form in _signed_forms(token):
-            matched |= hmac.compare_digest(sign(key, form, token.expiry), token.signature)
+            matched |= hmac.compare_digest(sign(key, form, token.expiry_as_sent), token.signature)
     return matched
 
 

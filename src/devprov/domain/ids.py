@@ -6,13 +6,13 @@ import re
 
 from devprov.domain.errors import bad_request
 
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9\-._:]{0,127}[A-Za-z0-9\-]$")
+_ID_PATTERN = re.compile(r"[A-Za-z0-9\-._:]{0,127}[A-Za-z0-9\-]")
 MAX_ID_LENGTH = 128
 
 
 def validate_id(value: str, what: str = "registration id") -> str:
     """DPS ids: at most 128 characters of alphanumerics and - . _ :, ending alphanumeric or '-'."""
-    if not isinstance(value, str) or not _ID_PATTERN.match(value):
+    if not isinstance(value, str) or not _ID_PATTERN.fullmatch(value):
         raise bad_request(
             f"The {what} {value!r} is not valid: use at most {MAX_ID_LENGTH} characters from"
             " A-Z a-z 0-9 - . _ : and end with an alphanumeric character or '-'."

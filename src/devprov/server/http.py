@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from devprov.bounded_read import read_limited
 from devprov.domain.errors import (
     INTERNAL_ERROR,
     MISSING_API_VERSION,
@@ -84,7 +85,7 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
     """The raw body, refused with 413 past `max_bytes` and with 415 if it is not JSON."""
     if request.content_length is not None:
         check_size(request.content_length, max_bytes)
-    raw = await request.content.read(max_bytes + 1)
+    raw = await read_limited(request.content, max_bytes)
     check_size(len(raw), max_bytes)
     content_type = request.headers.get("Content-Type", "")
     if raw.strip() and content_type and "json" not in content_type.lower():

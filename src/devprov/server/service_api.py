@@ -17,8 +17,8 @@ MAX_SERVICE_BODY_BYTES = 4 * 1024 * 1024
 ServiceCall = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
 
 
-def page_response(page: Page, item_type: str) -> web.Response:
-    headers = {"x-ms-item-type": item_type}
+def page_response(page: Page, item_type: str, size: int) -> web.Response:
+    headers = {"x-ms-item-type": item_type, "x-ms-max-item-count": str(size)}
     if page.continuation:
         headers["x-ms-continuation"] = page.continuation
     return json_response(page.items, headers=headers)
@@ -80,12 +80,10 @@ class ServiceApi:
 
         async def query(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
             await read_json(request, MAX_SERVICE_BODY_BYTES)
-            page = await admin.query(
-                spec,
-                request.headers.get("x-ms-continuation"),
-                page_size(request.headers.get("x-ms-max-item-count")),
-            )
-            return page_response(page, "Enrollment" if spec is INDIVIDUAL else "EnrollmentGroup")
+            size = page_size(request.headers.get("x-ms-max-item-count"))
+            page = await admin.query(spec, request.headers.get("x-ms-continuation"), size)
+            item_type = "Enrollment" if spec is INDIVIDUAL else "EnrollmentGroup"
+            return page_response(page, item_type, size)
 
         router.add("POST", base + "/query", self._guard(read, query))
         router.add("POST", base, self._guard(write, bulk))
@@ -107,12 +105,11 @@ class ServiceApi:
         self, request: web.Request, params: dict[str, str]
     ) -> web.Response:
         await read_json(request, MAX_SERVICE_BODY_BYTES)
+        size = page_size(request.headers.get("x-ms-max-item-count"))
         page = await self.admin.query_registrations(
-            params["id"],
-            request.headers.get("x-ms-continuation"),
-            page_size(request.headers.get("x-ms-max-item-count")),
+            params["id"], request.headers.get("x-ms-continuation"), size
         )
-        return page_response(page, "DeviceRegistration")
+        return page_response(page, "DeviceRegistration", size)
 
     async def list_linked_hubs(self, request: web.Request, params: dict[str, str]) -> web.Response:
         return json_response(await self.admin.list_linked_hubs())

@@ -1,0 +1,215 @@
+"""The store on SQLite and PostgreSQL: create, replace with If-Match, delete, pages, batches."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from devprov.domain.errors import DpsError
+from devprov.store.database import (
+    Kind,
+    Put,
+    Store,
+    migrate,
+    normalize_url,
+    strip_etag,
+)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    opened = Store.open(database_url)
+    yield opened
+    await opened.close()
+
+
+def put(key: str, etag: str = "e1", kind: Kind = Kind.ENROLLMENT, **document: Any) -> Put:
+    return Put(kind, key, etag, {"id": key, **document})
+
+
+async def test_create_then_get(store: Store) -> None:
+    await store.create(put("dev-1", "etag-1", nested={"list": [1, "two", None]}))
+    stored = await store.get(Kind.ENROLLMENT, "dev-1")
+    assert stored is not None
+    assert (stored.key, stored.etag) == ("dev-1", "etag-1")
+    assert stored.document == {"id": "dev-1", "nested": {"list": [1, "two", None]}}
+    assert await store.get(Kind.ENROLLMENT, "dev-2") is None
+    assert await store.get(Kind.GROUP, "dev-1") is None
+
+
+async def test_create_of_an_existing_key_is_409201(store: Store) -> None:
+    await store.create(put("dev-1", "first"))
+    with pytest.raises(DpsError) as caught:
+        await store.create(put("dev-1", "second"))
+    assert (caught.value.status, caught.value.error_code) == (409, 409201)
+    stored = await store.get(Kind.ENROLLMENT, "dev-1")
+    assert stored is not None and stored.etag == "first"
+
+
+async def test_replace_without_if_match_upserts(store: Store) -> None:
+    assert await store.replace(put("dev-1", "e1"), None) is True
+    assert await store.replace(put("dev-1", "e2", v=2), None) is False
+    stored = await store.get(Kind.ENROLLMENT, "dev-1")
+    assert stored is not None and (stored.etag, stored.document["v"]) == ("e2", 2)
+
+
+async def test_replace_accepts_every_if_match_form(store: Store) -> None:
+    for number, if_match in enumerate(["e1", '"e1"', 'W/"e1"', "*", '"*"', " e1 "]):
+        key = f"dev-{number}"
+        await store.create(put(key, "e1", v=1))
+        assert await store.replace(put(key, "e2", v=2), if_match) is False, if_match
+        stored = await store.get(Kind.ENROLLMENT, key)
+        assert stored is not None and (stored.etag, stored.document["v"]) == ("e2", 2), if_match
+
+
+async def test_replace_with_a_stale_etag_is_412001(store: Store) -> None:
+    await store.create(put("dev-1", "e1", v=1))
+    for if_match in ("stale", '"stale"', 'W/"stale"', "e2"):
+        with pytest.raises(DpsError) as caught:
+            await store.replace(put("dev-1", "e2", v=2), if_match)
+        assert (caught.value.status, caught.value.error_code) == (412, 412001)
+    stored = await store.get(Kind.ENROLLMENT, "dev-1")
+    assert stored is not None and (stored.etag, stored.document["v"]) == ("e1", 1)
+    with pytest.raises(DpsError) as caught:
+        await store.replace(put("missing", "e2"), "e1")
+    assert caught.value.error_code == 412001
+    assert await store.get(Kind.ENROLLMENT, "missing") is None
+
+
+async def test_delete(store: Store) -> None:
+    await store.create(put("a", "ea"))
+    await store.create(put("b", "eb"))
+    await store.create(put("c", "ec"))
+    assert await store.delete(Kind.ENROLLMENT, "a") is True
+    assert await store.delete(Kind.ENROLLMENT, "a") is False
+    assert await store.delete(Kind.ENROLLMENT, "b", '"eb"') is True
+    assert await store.delete(Kind.ENROLLMENT, "c", "*") is True
+    assert await store.delete(Kind.ENROLLMENT, "missing", "some-etag") is False
+    assert await store.count(Kind.ENROLLMENT) == 0
+
+
+async def test_delete_with_a_stale_etag_is_412_and_the_record_remains(store: Store) -> None:
+    await store.create(put("dev-1", "e1"))
+    for stale in ("e0", '"e0"', 'W/"e0"'):
+        with pytest.raises(DpsError) as caught:
+            await store.delete(Kind.ENROLLMENT, "dev-1", stale)
+        assert (caught.value.status, caught.value.error_code) == (412, 412001)
+    stored = await store.get(Kind.ENROLLMENT, "dev-1")
+    assert stored is not None and stored.etag == "e1"
+
+
+async def test_pages_are_in_key_order_and_resume_after_a_key(store: Store) -> None:
+    keys = ["m", "a", "z", "b", "k", "c"]
+    for key in keys:
+        await store.create(put(key))
+    await store.create(put("other", kind=Kind.GROUP))
+    everything = await store.page(Kind.ENROLLMENT)
+    assert [row.key for row in everything] == sorted(keys)
+    first = await store.page(Kind.ENROLLMENT, limit=4)
+    assert [row.key for row in first] == ["a", "b", "c", "k"]
+    rest = await store.page(Kind.ENROLLMENT, after=first[-1].key, limit=4)
+    assert [row.key for row in rest] == ["m", "z"]
+    assert await store.page(Kind.ENROLLMENT, after="z") == []
+    assert [row.key for row in await store.page(Kind.ENROLLMENT, after="bb")] == [
+        "c",
+        "k",
+        "m",
+        "z",
+    ]
+    assert await store.count(Kind.ENROLLMENT) == len(keys)
+    assert await store.count(Kind.GROUP) == 1
+
+
+async def test_where_filters_on_lookup_columns(store: Store) -> None:
+    await store.write(
+        [
+            Put(Kind.REGISTRATION, "d1", "e", {"r": 1}, {"group_key": "g1"}),
+            Put(Kind.REGISTRATION, "d2", "e", {"r": 2}, {"group_key": "g2"}),
+            Put(Kind.REGISTRATION, "d3", "e", {"r": 3}, {"group_key": "g1"}),
+            Put(Kind.REGISTRATION, "d4", "e", {"r": 4}, {"group_key": None}),
+        ]
+    )
+    g1 = await store.page(Kind.REGISTRATION, where={"group_key": "g1"})
+    assert [row.document["r"] for row in g1] == [1, 3]
+    assert [
+        row.key
+        for row in await store.page(Kind.REGISTRATION, where={"group_key": "g1"}, after="d1")
+    ] == ["d3"]
+    assert await store.page(Kind.REGISTRATION, where={"group_key": "g9"}) == []
+    assert await store.count(Kind.REGISTRATION) == 4
+
+
+async def test_write_upserts_a_batch(store: Store) -> None:
+    await store.create(put("a", "old", v=0))
+    await store.write([put("a", "new", v=1), put("b", "new", v=2, kind=Kind.GROUP)])
+    a = await store.get(Kind.ENROLLMENT, "a")
+    b = await store.get(Kind.GROUP, "b")
+    assert a is not None and (a.etag, a.document["v"]) == ("new", 1)
+    assert b is not None and b.document["v"] == 2
+
+
+async def test_write_is_atomic_when_a_document_cannot_be_stored(store: Store) -> None:
+    await store.create(put("kept", "old", v=0))
+    bad = Put(Kind.GROUP, "bad", "e", {"not json": {1, 2, 3}})
+    with pytest.raises((TypeError, sa.exc.StatementError)):
+        await store.write([put("first", "e"), put("kept", "new", v=1), bad])
+    assert await store.get(Kind.ENROLLMENT, "first") is None
+    kept = await store.get(Kind.ENROLLMENT, "kept")
+    assert kept is not None and (kept.etag, kept.document["v"]) == ("old", 0)
+    assert await store.count(Kind.GROUP) == 0
+
+
+async def test_write_is_atomic_when_the_database_refuses_a_row(
+    store: Store, database_url: str
+) -> None:
+    """The second row breaks a constraint the database itself enforces."""
+    if database_url.startswith("postgresql"):
+        bad = put("k" * 300)  # longer than the key column's 256
+    else:
+        bad = Put(Kind.OPERATION, "op", "e", {}, {"registration_key": None})  # NOT NULL
+    with pytest.raises(sa.exc.DBAPIError):
+        await store.write([put("first", "e"), bad])
+    assert await store.get(Kind.ENROLLMENT, "first") is None
+    assert await store.count(Kind.ENROLLMENT) == 0
+    assert await store.count(Kind.OPERATION) == 0
+
+
+async def test_migrate_twice_is_harmless(database_url: str) -> None:
+    migrate(database_url)
+    store = Store.open(database_url)  # migrates again
+    try:
+        await store.create(put("dev-1"))
+    finally:
+        await store.close()
+    migrate(database_url)
+    again = Store.open(database_url)
+    try:
+        assert [row.key for row in await again.page(Kind.ENROLLMENT)] == ["dev-1"]
+    finally:
+        await again.close()
+
+
+def test_strip_etag() -> None:
+    assert strip_etag("abc") == "abc"
+    assert strip_etag('"abc"') == "abc"
+    assert strip_etag('W/"abc"') == "abc"
+    assert strip_etag(' "abc" ') == "abc"
+    assert strip_etag("*") == "*"
+
+
+def test_normalize_url() -> None:
+    assert (
+        normalize_url("sqlite:////tmp/x.db", asynchronous=True) == "sqlite+aiosqlite:////tmp/x.db"
+    )
+    assert normalize_url("sqlite:////tmp/x.db", asynchronous=False) == "sqlite:////tmp/x.db"
+    assert normalize_url("postgres://u@h/db", asynchronous=True) == "postgresql+psycopg://u@h/db"
+    assert (
+        normalize_url("postgresql+asyncpg://u@h/db", asynchronous=False)
+        == "postgresql+psycopg://u@h/db"
+    )
+    for bad in ("mysql://u@h/db", "not a url"):
+        with pytest.raises(ValueError):
+            normalize_url(bad, asynchronous=True)
