@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic
 
+from devprov.domain import certificates
 from devprov.domain.clock import new_etag, now_timestamp
 from devprov.domain.enrollments import (
     EnrollmentT,
@@ -20,6 +22,7 @@ from devprov.domain.enrollments import (
     public_view,
 )
 from devprov.domain.errors import (
+    CA_NOT_FOUND,
     GROUP_NOT_FOUND,
     LINKED_HUB_NOT_FOUND,
     REGISTRATION_NOT_FOUND,
@@ -27,7 +30,7 @@ from devprov.domain.errors import (
     bad_request,
     not_found,
 )
-from devprov.domain.ids import id_key
+from devprov.domain.ids import id_key, validate_id
 from devprov.domain.models import (
     BulkEnrollmentOperation,
     EnrollmentGroup,
@@ -231,6 +234,52 @@ class Admin:
         items = [row.document for row in rows[:size]]
         more = len(rows) > size
         return Page(items, encode_continuation(rows[size - 1].key) if more else None)
+
+    # Verified CAs ------------------------------------------------------------------------
+
+    async def put_ca(self, name: str, body: Any) -> dict[str, Any]:
+        certificate = body.get("certificate") if isinstance(body, dict) else None
+        if not isinstance(certificate, str):
+            raise bad_request("A CA needs a certificate (PEM or base64 DER).")
+        validate_id(name, "CA name")
+        stored = await self.store.get(Kind.CERTIFICATE, id_key(name))
+        record = certificates.new_ca_record(name, certificate, stored.document if stored else None)
+        await self.store.write([Put(Kind.CERTIFICATE, id_key(name), record["etag"], record)])
+        return record
+
+    async def get_ca(self, name: str) -> dict[str, Any]:
+        stored = await self.store.get(Kind.CERTIFICATE, id_key(name))
+        if stored is None:
+            raise not_found(f"There is no CA named {name!r}.", CA_NOT_FOUND)
+        return stored.document
+
+    async def list_cas(self) -> list[dict[str, Any]]:
+        return [row.document for row in await self.store.page(Kind.CERTIFICATE)]
+
+    async def delete_ca(self, name: str) -> None:
+        if not await self.store.delete(Kind.CERTIFICATE, id_key(name)):
+            raise not_found(f"There is no CA named {name!r}.", CA_NOT_FOUND)
+
+    async def ca_verification_code(self, name: str) -> dict[str, Any]:
+        return await self._update_ca(name, certificates.with_verification_code)
+
+    async def verify_ca(self, name: str, body: Any) -> dict[str, Any]:
+        proof = body.get("certificate") if isinstance(body, dict) else None
+        if not isinstance(proof, str):
+            raise bad_request("Verification needs the proof certificate (PEM or base64 DER).")
+        return await self._update_ca(name, lambda record: certificates.verified(record, proof))
+
+    async def _update_ca(
+        self, name: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> dict[str, Any]:
+        stored = await self.store.get(Kind.CERTIFICATE, id_key(name))
+        if stored is None:
+            raise not_found(f"There is no CA named {name!r}.", CA_NOT_FOUND)
+        record = change(stored.document)
+        await self.store.replace(
+            Put(Kind.CERTIFICATE, id_key(name), record["etag"], record), stored.etag
+        )
+        return record
 
     # Linked hubs and the devices the registry connector keeps ---------------------------
 

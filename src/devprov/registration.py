@@ -15,11 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
+
 from devprov.allocation import policies
 from devprov.allocation.custom import WebhookAnswer, WebhookClient, allocation_request
 from devprov.allocation.policies import AllocationError
+from devprov.attestation import tpm_device
 from devprov.attestation.attested import Attested
 from devprov.attestation.device_auth import attest_symmetric_key
+from devprov.attestation.x509 import KnownCa, attest_x509, load_certificate
 from devprov.domain.clock import new_etag, now_timestamp
 from devprov.domain.enrollments import public_view
 from devprov.domain.errors import (
@@ -51,6 +55,16 @@ class RegistrationSettings:
     id_scope: str
     fast_path_seconds: float = 1.5
     retry_after_seconds: int = 1
+
+
+@dataclass(frozen=True)
+class DeviceProof:
+    """What a device sent to prove who it is: a SAS token, TPM keys, a client certificate
+    chain (leaf first), or several of these."""
+
+    authorization: str | None = None
+    certificates: tuple[x509.Certificate, ...] = ()
+    tpm: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,16 +103,11 @@ class RegistrationService:
         self._tasks: set[asyncio.Task[OperationResult]] = set()
 
     async def register(
-        self,
-        id_scope: str,
-        registration_id: str,
-        authorization: str | None,
-        request: RegisterRequest,
+        self, id_scope: str, registration_id: str, proof: DeviceProof, request: RegisterRequest
     ) -> OperationResult:
         _check_body_id(request, registration_id)
-        return await self.start(
-            await self.attest(id_scope, registration_id, authorization), request
-        )
+        attested = await self.attest(id_scope, registration_id, proof, registering=True)
+        return await self.start(attested, request)
 
     async def start(self, attested: Attested, request: RegisterRequest) -> OperationResult:
         """Register a device whose proof was already checked (MQTT checks it at CONNECT)."""
@@ -122,11 +131,9 @@ class RegistrationService:
         return OperationResult(pending, self.settings.retry_after_seconds)
 
     async def operation_status(
-        self, id_scope: str, registration_id: str, operation_id: str, authorization: str | None
+        self, id_scope: str, registration_id: str, operation_id: str, proof: DeviceProof
     ) -> OperationResult:
-        return await self.poll(
-            await self.attest(id_scope, registration_id, authorization), operation_id
-        )
+        return await self.poll(await self.attest(id_scope, registration_id, proof), operation_id)
 
     async def poll(self, attested: Attested, operation_id: str) -> OperationResult:
         registration_id = attested.registration_id
@@ -148,37 +155,94 @@ class RegistrationService:
         self,
         id_scope: str,
         registration_id: str,
-        authorization: str | None,
+        proof: DeviceProof,
         request: RegisterRequest,
     ) -> dict[str, Any]:
         """The DeviceRegistrationResult a device may ask for without registering again."""
         _check_body_id(request, registration_id)
-        await self.attest(id_scope, registration_id, authorization)
+        await self.attest(id_scope, registration_id, proof)
         stored = await self.store.get(Kind.REGISTRATION, id_key(registration_id))
         if stored is None:
             return {"registrationId": registration_id, "status": "unassigned"}
         return stored.document
 
     async def attest(
-        self, id_scope: str, registration_id: str, authorization: str | None
+        self,
+        id_scope: str,
+        registration_id: str,
+        proof: DeviceProof,
+        *,
+        registering: bool = False,
     ) -> Attested:
-        """Check who the device is: its id scope, its id, and the proof it sent."""
+        """Check who the device is: its id scope, its id, and the proof it sent.
+
+        A TPM's first register (EK and SRK, no token) raises `TpmChallenge`. A token signed by
+        a TPM-enrolled device is checked against the key of its challenge; any other token
+        is a symmetric-key SAS; no token but a client certificate is X.509."""
         validate_id(registration_id)
         if id_scope.lower() != self.settings.id_scope.lower():
             raise unauthorized(f"The id scope {id_scope!r} is not served here.")
-        stored = await self.store.get(Kind.ENROLLMENT, id_key(registration_id))
+        key = id_key(registration_id)
+        stored = await self.store.get(Kind.ENROLLMENT, key)
         individual = IndividualEnrollment.model_validate(stored.document) if stored else None
-        groups = [] if individual else await self._symmetric_key_groups()
-        return attest_symmetric_key(
-            authorization, self.settings.id_scope, registration_id, individual, groups
+        if proof.tpm is not None and proof.authorization is None:
+            record, challenge = tpm_device.challenge(
+                registration_id, individual, tpm_device.TpmKeys.from_body(proof.tpm)
+            )
+            await self.store.write([Put(Kind.TPM_CHALLENGE, key, new_etag(), record)])
+            raise challenge
+        if proof.authorization is not None:
+            if individual is not None and individual.attestation.type == "tpm":
+                return await self._attest_tpm_token(
+                    registration_id, individual, proof.authorization, registering
+                )
+            groups = [] if individual else await self._groups("symmetricKey")
+            return attest_symmetric_key(
+                proof.authorization, self.settings.id_scope, registration_id, individual, groups
+            )
+        if proof.certificates:
+            groups = [] if individual else await self._groups("x509")
+            return attest_x509(
+                registration_id, proof.certificates, individual, groups, await self._known_cas()
+            )
+        raise unauthorized(
+            "No credentials: send a SharedAccessSignature, a TPM's keys, or a client certificate."
         )
 
-    async def _symmetric_key_groups(self) -> list[EnrollmentGroup]:
+    async def _attest_tpm_token(
+        self, registration_id: str, individual: IndividualEnrollment, token: str, registering: bool
+    ) -> Attested:
+        key = id_key(registration_id)
+        stored = await self.store.get(Kind.TPM_CHALLENGE, key)
+        attested = tpm_device.attest_tpm_token(
+            registration_id,
+            individual,
+            token,
+            stored.document if stored else None,
+            registering=registering,
+        )
+        if registering and stored is not None:
+            used = {**stored.document, "used": True}
+            await self.store.replace(Put(Kind.TPM_CHALLENGE, key, new_etag(), used), stored.etag)
+        return attested
+
+    async def _groups(self, attestation_type: str) -> list[EnrollmentGroup]:
         return [
             EnrollmentGroup.model_validate(row.document)
             for row in await self.store.page(Kind.GROUP)
-            if row.document.get("attestation", {}).get("type") == "symmetricKey"
+            if row.document.get("attestation", {}).get("type") == attestation_type
         ]
+
+    async def _known_cas(self) -> dict[str, KnownCa]:
+        known = {}
+        for row in await self.store.page(Kind.CERTIFICATE):
+            properties = row.document["properties"]
+            known[row.key] = KnownCa(
+                row.document["name"],
+                load_certificate(properties["certificate"]),
+                bool(properties.get("isVerified")),
+            )
+        return known
 
     async def close(self) -> None:
         for task in list(self._tasks):

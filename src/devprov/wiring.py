@@ -22,6 +22,7 @@ from devprov.server.mqtt import MqttTlsProtocol
 from devprov.server.routing import Router
 from devprov.server.service_api import ServiceApi
 from devprov.server.tls import TlsFiles, ensure_certificates, server_context, server_names
+from devprov.server.trust import ClientTrust
 from devprov.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,10 @@ class Devprov:
     registrations: RegistrationService
     runner: web.AppRunner
     mqtt_server: asyncio.Server
+    trust: ClientTrust
 
     async def close(self) -> None:
+        await self.trust.stop()
         self.mqtt_server.close()
         await self.runner.cleanup()
         await self.registrations.close()
@@ -93,11 +96,14 @@ async def start(options: ServeOptions) -> Devprov:
     router = Router()
     known_hosts = {name.lower() for name in server_names(instance.host, instance.names)}
     known_hosts.add(instance.host_name.lower())
-    ServiceApi(Admin(store), instance, known_hosts).add_routes(router)
+    context = server_context(tls.cert, tls.key)
+    trust = ClientTrust(context, store)
+    await trust.refresh()
+    trust.start()
+    ServiceApi(Admin(store), instance, known_hosts, trust.refresh).add_routes(router)
     DeviceApi(registrations, options.max_message_bytes).add_routes(router)
     runner = web.AppRunner(build_app(router), access_log=None)
     await runner.setup()
-    context = server_context(tls.cert, tls.key)
     site = web.TCPSite(
         runner,
         host=instance.host,
@@ -121,7 +127,7 @@ async def start(options: ServeOptions) -> Devprov:
         instance.host_name,
         instance.mqtt_port,
     )
-    return Devprov(instance, tls, store, registrations, runner, mqtt_server)
+    return Devprov(instance, tls, store, registrations, runner, mqtt_server, trust)
 
 
 async def serve_forever(options: ServeOptions) -> None:

@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from devprov.attestation.symmetric_key import generate_key, validate_key
+from devprov.attestation.x509 import certificate_info, load_certificate
 from devprov.domain.clock import new_etag, now_timestamp
 from devprov.domain.errors import REGISTRATION_ID_MISMATCH, bad_request
 from devprov.domain.ids import id_key, validate_id
@@ -73,10 +74,34 @@ def _check_attestation(enrollment: EnrollmentFields, existing: EnrollmentFields 
         if attestation.tpm is None:
             raise bad_request("A TPM attestation needs attestation.tpm.endorsementKey.")
     elif attestation.type == "x509":
-        if attestation.x509 is None:
-            raise bad_request("An X.509 attestation needs attestation.x509 with certificates.")
+        _check_x509(enrollment)
     else:
         raise bad_request("The attestation type 'none' cannot be used to provision devices.")
+
+
+def _check_x509(enrollment: EnrollmentFields) -> None:
+    """Individual enrollments hold the device's certificate; groups a signing certificate or a
+    reference to a CA. Each certificate gets DPS's computed `info` beside it."""
+    x509_attestation = enrollment.attestation.x509
+    individual = isinstance(enrollment, IndividualEnrollment)
+    present = x509_attestation and (
+        x509_attestation.client_certificates
+        if individual
+        else (x509_attestation.signing_certificates or x509_attestation.ca_references)
+    )
+    if not x509_attestation or not present:
+        wanted = "clientCertificates" if individual else "signingCertificates or caReferences"
+        raise bad_request(f"An X.509 attestation needs attestation.x509.{wanted}.")
+    for certificates in (
+        x509_attestation.client_certificates,
+        x509_attestation.signing_certificates,
+    ):
+        for slot, entry in (certificates or {}).items():
+            if entry is None:
+                continue
+            if not isinstance(entry, dict) or not isinstance(entry.get("certificate"), str):
+                raise bad_request(f"The X.509 {slot} entry needs a certificate (PEM or base64).")
+            entry["info"] = certificate_info(load_certificate(entry["certificate"]))
 
 
 def _key(supplied: str | None, previous: str | None, which: str) -> str:

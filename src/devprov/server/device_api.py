@@ -1,15 +1,30 @@
 """The device runtime API on the HTTPS port: register, operation status, status lookup, and
-MQTT over WebSocket at /$iothub/websocket."""
+MQTT over WebSocket at /$iothub/websocket.
+
+TPM devices register here only (DPS does no TPM over MQTT): their first register is answered
+401 with the activation challenge instead of an error."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from devprov.protocol.dps import parse_register_body
-from devprov.registration import OperationResult, RegistrationService
+from devprov.attestation.tpm_device import TpmChallenge
+from devprov.protocol.dps import RegisterRequest, parse_register_body
+from devprov.registration import DeviceProof, OperationResult, RegistrationService
 from devprov.server.http import json_response, read_body, require_api_version
 from devprov.server.mqtt import serve_websocket
 from devprov.server.routing import Router
+from devprov.server.trust import peer_chain
+
+
+def proof_of(request: web.Request, body: RegisterRequest | None = None) -> DeviceProof:
+    """Everything the device sent to prove itself: token, TLS client chain, TPM keys."""
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    return DeviceProof(
+        authorization=request.headers.get("Authorization"),
+        certificates=tuple(peer_chain(ssl_object)),
+        tpm=body.tpm if body else None,
+    )
 
 
 def operation_response(result: OperationResult) -> web.Response:
@@ -38,9 +53,12 @@ class DeviceApi:
         require_api_version(request)
         raw = await read_body(request, self.max_message_bytes)
         body = parse_register_body(raw, self.max_message_bytes)
-        result = await self.registrations.register(
-            params["idScope"], params["registrationId"], request.headers.get("Authorization"), body
-        )
+        try:
+            result = await self.registrations.register(
+                params["idScope"], params["registrationId"], proof_of(request, body), body
+            )
+        except TpmChallenge as challenge:
+            return json_response(challenge.body, 401)
         return operation_response(result)
 
     async def operation_status(self, request: web.Request, params: dict[str, str]) -> web.Response:
@@ -50,7 +68,7 @@ class DeviceApi:
             params["idScope"],
             params["registrationId"],
             params["operationId"],
-            request.headers.get("Authorization"),
+            proof_of(request),
         )
         return operation_response(result)
 
@@ -58,7 +76,10 @@ class DeviceApi:
         require_api_version(request)
         raw = await read_body(request, self.max_message_bytes)
         body = parse_register_body(raw, self.max_message_bytes)
-        state = await self.registrations.status_lookup(
-            params["idScope"], params["registrationId"], request.headers.get("Authorization"), body
-        )
+        try:
+            state = await self.registrations.status_lookup(
+                params["idScope"], params["registrationId"], proof_of(request, body), body
+            )
+        except TpmChallenge as challenge:
+            return json_response(challenge.body, 401)
         return json_response(state)

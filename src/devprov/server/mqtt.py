@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from cryptography import x509
 
 from devprov.attestation.attested import Attested
 from devprov.domain.errors import INTERNAL_ERROR, DpsError, bad_request
@@ -35,7 +36,8 @@ from devprov.protocol.dps_mqtt import (
     parse_username,
     response_topic,
 )
-from devprov.registration import OperationResult, RegistrationService
+from devprov.registration import DeviceProof, OperationResult, RegistrationService
+from devprov.server.trust import peer_chain
 
 log = logging.getLogger(__name__)
 MAX_REQUESTS_IN_PROGRESS = 8
@@ -51,8 +53,10 @@ class MqttSession:
         max_message_bytes: int,
         write: Callable[[bytes], None],
         close: Callable[[], None],
+        certificates: tuple[x509.Certificate, ...] = (),
     ) -> None:
         self.registrations = registrations
+        self.certificates = certificates
         self.max_message_bytes = max_message_bytes
         self.connection = mqtt.ServerConnection(max_packet_bytes=max_message_bytes + 4096)
         self._write = write
@@ -158,7 +162,7 @@ class MqttSession:
         self.password = packet.password.decode("utf-8", "replace") if packet.password else None
         try:
             self.attested = await self.registrations.attest(
-                identity.id_scope, identity.registration_id, self.password
+                identity.id_scope, identity.registration_id, self._proof()
             )
         except DpsError as error:
             if error.status == 401:
@@ -171,6 +175,9 @@ class MqttSession:
         for waiting in held:
             self._handle(waiting)
         return None
+
+    def _proof(self) -> DeviceProof:
+        return DeviceProof(authorization=self.password, certificates=self.certificates)
 
     def _refuse(self, return_code: int, reason: str) -> None:
         log.info("MQTT CONNECT refused (%d): %s", return_code, reason)
@@ -220,7 +227,7 @@ class MqttSession:
         self, topic: RegisterTopic | StatusTopic, identity: Identity, payload: bytes
     ) -> OperationResult:
         attested = self.attested or await self.registrations.attest(
-            identity.id_scope, identity.registration_id, self.password
+            identity.id_scope, identity.registration_id, self._proof()
         )
         if isinstance(topic, RegisterTopic):
             request = parse_register_body(payload, self.max_message_bytes)
@@ -239,7 +246,11 @@ class MqttTlsProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.session = MqttSession(
-            self.registrations, self.max_message_bytes, transport.write, transport.close
+            self.registrations,
+            self.max_message_bytes,
+            transport.write,
+            transport.close,
+            tuple(peer_chain(transport.get_extra_info("ssl_object"))),
         )
 
     def data_received(self, data: bytes) -> None:
@@ -269,8 +280,13 @@ async def serve_websocket(
     )
     await socket.prepare(request)
     outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
     session = MqttSession(
-        registrations, max_message_bytes, outgoing.put_nowait, lambda: outgoing.put_nowait(None)
+        registrations,
+        max_message_bytes,
+        outgoing.put_nowait,
+        lambda: outgoing.put_nowait(None),
+        tuple(peer_chain(ssl_object)),
     )
 
     async def pump() -> None:

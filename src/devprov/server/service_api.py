@@ -14,6 +14,7 @@ from devprov.server.routing import Router
 from devprov.server.service_auth import authorize
 
 MAX_SERVICE_BODY_BYTES = 4 * 1024 * 1024
+_WRITES = {"EnrollmentWrite", "ServiceConfig"}
 ServiceCall = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
 
 
@@ -25,16 +26,26 @@ def page_response(page: Page, item_type: str, size: int) -> web.Response:
 
 
 class ServiceApi:
-    def __init__(self, admin: Admin, instance: Instance, known_hosts: set[str]) -> None:
+    def __init__(
+        self,
+        admin: Admin,
+        instance: Instance,
+        known_hosts: set[str],
+        after_write: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.admin = admin
         self.instance = instance
         self.known_hosts = known_hosts
+        self.after_write = after_write
 
     def _guard(self, right: str, call: ServiceCall) -> ServiceCall:
         async def guarded(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
             require_api_version(request)
             authorize(self.instance, request.headers.get("Authorization"), right, self.known_hosts)
-            return await call(request, params)
+            response = await call(request, params)
+            if self.after_write is not None and request.method != "GET" and right in _WRITES:
+                await self.after_write()  # e.g. TLS must trust a new certificate at once
+            return response
 
         return guarded
 
@@ -54,6 +65,42 @@ class ServiceApi:
         router.add(
             "GET", "/linkedHubs/{hub}/devices/{device}", self._guard(config, self.get_hub_device)
         )
+        self._add_certificate_routes(router)
+
+    def _add_certificate_routes(self, router: Router) -> None:
+        """Verified CAs (Azure keeps them in its control plane; devprov serves them here)."""
+        admin = self.admin
+
+        def guard(call: ServiceCall) -> ServiceCall:
+            return self._guard("ServiceConfig", call)
+
+        async def listing(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            return json_response({"value": await admin.list_cas()})
+
+        async def put(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            body = await read_json(request, MAX_SERVICE_BODY_BYTES)
+            return json_response(await admin.put_ca(params["name"], body))
+
+        async def get(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            return json_response(await admin.get_ca(params["name"]))
+
+        async def delete(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            await admin.delete_ca(params["name"])
+            return no_content()
+
+        async def code(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            return json_response(await admin.ca_verification_code(params["name"]))
+
+        async def verify(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            body = await read_json(request, MAX_SERVICE_BODY_BYTES)
+            return json_response(await admin.verify_ca(params["name"], body))
+
+        router.add("GET", "/certificates", guard(listing))
+        router.add("PUT", "/certificates/{name}", guard(put))
+        router.add("GET", "/certificates/{name}", guard(get))
+        router.add("DELETE", "/certificates/{name}", guard(delete))
+        router.add("POST", "/certificates/{name}/generateVerificationCode", guard(code))
+        router.add("POST", "/certificates/{name}/verify", guard(verify))
 
     def _add_enrollment_routes(self, router: Router, spec: EnrollmentKind[Any], base: str) -> None:
         admin = self.admin

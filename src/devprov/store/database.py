@@ -32,6 +32,8 @@ class Kind(Enum):
     OPERATION = "operations"
     LINKED_HUB = "linked_hubs"
     HUB_DEVICE = "hub_devices"
+    CERTIFICATE = "certificates"
+    TPM_CHALLENGE = "tpm_challenges"
 
     @property
     def table(self) -> sa.Table:

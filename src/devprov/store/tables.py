@@ -32,6 +32,8 @@ operations = _document_table(
     "operations", sa.Column("registration_key", sa.String(256), nullable=False, index=True)
 )
 linked_hubs = _document_table("linked_hubs")
+certificates = _document_table("certificates")
+tpm_challenges = _document_table("tpm_challenges")
 hub_devices = _document_table(
     "hub_devices", sa.Column("hub_key", sa.String(256), nullable=False, index=True)
 )
