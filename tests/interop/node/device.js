@@ -1,7 +1,8 @@
 'use strict';
 // Registers one device with the official, unmodified Azure DPS Node device SDK (symmetric key).
 // Input: one JSON object on argv[2] (or stdin):
-//   {host, idScope, registrationId, symmetricKey, transport: "http"|"mqtt"|"mqttws", payload?, ca?, timeoutMs?}
+//   {host, idScope, registrationId, symmetricKey | x509: {cert, key} | tpm: {port},
+//    transport: "http"|"mqtt"|"mqttws", payload?, ca?, timeoutMs?}
 // Output: exactly one JSON line on stdout, exit 0:
 //   {"ok": true, "result": <registrationState>} | {"ok": false, "error": {...}}
 // Exit code != 0 only for harness bugs (bad input).
@@ -38,6 +39,41 @@ function describeError(err) {
   return out;
 }
 
+// Security clients: symmetricKey (default), x509 {cert, key} (PEM text; cert may hold the chain),
+// or tpm {port}: a TPM simulator (swtpm) on 127.0.0.1:port, reached the way official-clients.md says.
+function makeSecurity(input) {
+  if (input.x509) {
+    const { X509Security } = require('azure-iot-security-x509');
+    return new X509Security(input.registrationId, { cert: input.x509.cert, key: input.x509.key });
+  }
+  if (input.tpm) {
+    const { TpmSecurityClient } = require('azure-iot-security-tpm');
+    return new TpmSecurityClient(input.registrationId || undefined, tpmAt(input.tpm.port));
+  }
+  if (!input.registrationId || !input.symmetricKey) throw new Error('missing registrationId/symmetricKey');
+  return new SymmetricKeySecurityClient(input.registrationId, input.symmetricKey);
+}
+
+function tpmAt(port) {
+  const tpm = new (require('tss.js').Tpm)(false);
+  tpm.device = new (require('tss.js/lib/TpmDevice.js').TpmTcpDevice)('127.0.0.1', port, true);
+  return tpm;
+}
+
+// {"action": "tpm-info", "tpm": {"port": P}} prints the EK (base64 TPM2B_PUBLIC) and the
+// registration id the SDK derives from it: what an operator enrolls.
+function tpmInfo(input) {
+  const { TpmSecurityClient } = require('azure-iot-security-tpm');
+  const client = new TpmSecurityClient(undefined, tpmAt(input.tpm.port));
+  client.getEndorsementKey((err, ek) => {
+    if (err) return finish({ ok: false, error: describeError(err) });
+    client.getRegistrationId((err2, registrationId) => {
+      if (err2) return finish({ ok: false, error: describeError(err2) });
+      finish({ ok: true, result: { endorsementKey: Buffer.from(ek).toString('base64'), registrationId } });
+    });
+  });
+}
+
 function main(input) {
   const transports = {
     http: () => new (require('azure-iot-provisioning-device-http').Http)(),
@@ -46,10 +82,11 @@ function main(input) {
   };
   const make = transports[input.transport || 'http'];
   if (!make) throw new Error('unknown transport ' + input.transport);
-  for (const k of ['host', 'idScope', 'registrationId', 'symmetricKey']) {
+  setTimeout(() => finish({ ok: false, error: { name: 'HarnessTimeout' } }), input.timeoutMs || 60000);
+  if (input.action === 'tpm-info') return tpmInfo(input);
+  for (const k of ['host', 'idScope']) {
     if (!input[k]) throw new Error('missing field ' + k);
   }
-  setTimeout(() => finish({ ok: false, error: { name: 'HarnessTimeout' } }), input.timeoutMs || 60000);
 
   const transport = make();
   if (input.ca) {
@@ -58,7 +95,7 @@ function main(input) {
     if (!base) throw new Error('cannot find transport base to set ca on');
     base.setOptions({ ca: fs.readFileSync(input.ca, 'utf8') });
   }
-  const security = new SymmetricKeySecurityClient(input.registrationId, input.symmetricKey);
+  const security = makeSecurity(input);
   const client = ProvisioningDeviceClient.create(input.host, input.idScope, transport, security);
   if (input.payload !== undefined) client.setProvisioningPayload(input.payload);
   client.register((err, result) => {
