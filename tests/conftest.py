@@ -18,6 +18,8 @@ from aiohttp import web
 from devprov.client.service import ServiceClient
 from devprov.wiring import Devprov, ServeOptions, start
 
+pytest_plugins = ["tests.tpm_support"]
+
 IN_NETNS = os.environ.get("DEVPROV_NETNS") == "1"
 PG_ADMIN = os.environ.get("DEVPROV_TEST_PG", "postgresql://root@/postgres?host=/var/run/postgresql")
 fixed_ports = pytest.mark.skipif(

@@ -4,25 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import shutil
-import socket
 import struct
-import subprocess
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
-
-try:
-    from cryptography.hazmat.decrepit.ciphers.modes import CFB
-except ImportError:  # cryptography < 47
-    from cryptography.hazmat.primitives.ciphers.modes import CFB
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devprov.attestation.tpm import (
     TpmError,
@@ -32,6 +17,17 @@ from devprov.attestation.tpm import (
     parse_public,
     registration_id_for,
     same_key,
+)
+from tests.tpm_support import (
+    EK_ATTRIBUTES,
+    EK_POLICY,
+    SRK_ATTRIBUTES,
+    SRK_TEMPLATE_ATTRIBUTES,
+    SoftTpm,
+    SoftwareTpm,
+    reference_kdfa,
+    rsa_storage_public,
+    split_tpm2b,
 )
 
 # Captured from swtpm 0.7.1 through the Node SDK (azure-iot-security-tpm 1.9.3 over tss.js):
@@ -68,55 +64,6 @@ REAL_ECC_EK = bytes.fromhex(
     "5ae5bb82cb35dc2d30e7bda664ee49f50b2731f0ab5f419b1199be05335a85efc61d003017dc5aa6dfa6a23e"
     "3d78d9290757e8b565ae1a957a8ca7904c391dd21dcc55951cf2cf323c63cb6127cd12a0c8160f29"
 )
-
-EK_POLICY = bytes.fromhex("837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa")
-EK_ATTRIBUTES = (
-    0x000300B2  # fixedTPM|fixedParent|sensitiveDataOrigin|adminWithPolicy|restricted|decrypt
-)
-SRK_ATTRIBUTES = (
-    0x00030472  # fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|noDA|restricted|decrypt
-)
-SRK_TEMPLATE_ATTRIBUTES = (
-    "restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda"
-)
-
-
-def reference_kdfa(digest: str, key: bytes, label: bytes, u: bytes, v: bytes, bits: int) -> bytes:
-    """KDFa written out plainly from Part 1 §11.4.10.2, to cross-check the module's version."""
-    size = (bits + 7) // 8
-    out, counter = b"", 0
-    while len(out) < size:
-        counter += 1
-        message = counter.to_bytes(4, "big") + label + b"\x00" + u + v + bits.to_bytes(4, "big")
-        out += hmac.new(key, message, digest).digest()
-    out = out[:size]
-    if bits % 8:
-        out = bytes([out[0] & ((1 << (bits % 8)) - 1)]) + out[1:]
-    return out
-
-
-def split_tpm2b(blob: bytes) -> list[bytes]:
-    """Cut a run of TPM2B fields into its fields, each with its 2-byte size."""
-    fields, offset = [], 0
-    while offset < len(blob):
-        size = struct.unpack(">H", blob[offset : offset + 2])[0]
-        fields.append(blob[offset : offset + 2 + size])
-        offset += 2 + size
-    assert offset == len(blob)
-    return fields
-
-
-def rsa_storage_public(key: rsa.RSAPublicKey, attributes: int = SRK_ATTRIBUTES) -> bytes:
-    """A TPM2B_PUBLIC like a TPM's RSA-2048 AES-128-CFB storage key, around a software key."""
-    modulus = key.public_numbers().n.to_bytes(256, "big")
-    area = (
-        struct.pack(">HHIH", 0x0001, 0x000B, attributes, 0)
-        + struct.pack(">HHHHHI", 0x0006, 128, 0x0043, 0x0010, 2048, 0)
-        + struct.pack(">H", len(modulus))
-        + modulus
-    )
-    return struct.pack(">H", len(area)) + area
-
 
 # --- KDFa ------------------------------------------------------------------------------------
 
@@ -260,49 +207,6 @@ def test_blob_rejects_unusable_keys_and_key_sizes() -> None:
         activation_blob(ek, signing, bytes(32))
 
 
-@dataclass
-class SoftTpm:
-    """Just enough of a TPM, over software RSA keys, to undo an activation blob."""
-
-    ek: rsa.RSAPrivateKey
-    srk: rsa.RSAPrivateKey
-
-    @staticmethod
-    def unwrap(
-        key: rsa.RSAPrivateKey, secret: bytes, label: bytes, wrapped: bytes, name: bytes
-    ) -> bytes:
-        seed = key.decrypt(
-            secret[2:],
-            padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=label),
-        )
-        integrity, ciphertext = wrapped[4:36], wrapped[36:]
-        hmac_key = reference_kdfa("sha256", seed, b"INTEGRITY", b"", b"", 256)
-        expected = hmac.new(hmac_key, ciphertext + name, "sha256").digest()
-        assert hmac.compare_digest(integrity, expected), "outer integrity check failed"
-        sym_key = reference_kdfa("sha256", seed, b"STORAGE", name, b"", 128)
-        decryptor = Cipher(algorithms.AES(sym_key), CFB(bytes(16))).decryptor()
-        return decryptor.update(ciphertext) + decryptor.finalize()
-
-    def activate(self, blob: bytes, activate_name: bytes) -> tuple[bytes, bytes]:
-        """ActivateCredential(object named `activate_name`, EK), then Import under the SRK."""
-        id_object, identity_secret, private, duplicate_secret, public, _ = split_tpm2b(blob)
-        identity = self.unwrap(self.ek, identity_secret, b"IDENTITY\0", id_object, activate_name)
-        assert identity[:2] == b"\x00\x10"
-        credential = identity[2:]
-        object_name = b"\x00\x0b" + hashlib.sha256(public[2:]).digest()
-        inner = self.unwrap(self.srk, duplicate_secret, b"DUPLICATE\0", private, object_name)
-        decryptor = Cipher(algorithms.AES(credential), CFB(bytes(16))).decryptor()
-        plain = decryptor.update(inner) + decryptor.finalize()
-        assert plain[:2] == b"\x00\x20"
-        inner_integrity, sensitive = plain[2:34], plain[34:]
-        assert inner_integrity == hashlib.sha256(sensitive + object_name).digest()
-        assert sensitive[:2] == struct.pack(">H", len(sensitive) - 2)
-        assert sensitive[2:6] == bytes.fromhex("00080000")  # KEYEDHASH, empty authValue
-        seed_value, key = sensitive[8:40], sensitive[42:]
-        assert public[-32:] == hashlib.sha256(seed_value + key).digest()
-        return credential, key
-
-
 def test_blob_unwraps_in_software_to_the_key_and_only_for_the_srk_name() -> None:
     soft = SoftTpm(rsa.generate_private_key(65537, 2048), rsa.generate_private_key(65537, 2048))
     ek = parse_public(rsa_storage_public(soft.ek.public_key(), EK_ATTRIBUTES))
@@ -315,109 +219,6 @@ def test_blob_unwraps_in_software_to_the_key_and_only_for_the_srk_name() -> None
     # itself) fails the outer integrity check, as TPM2_ActivateCredential would.
     with pytest.raises(AssertionError, match="outer integrity"):
         soft.activate(blob, ek.name)
-
-
-# --- a real software TPM ---------------------------------------------------------------------
-
-TPM_BINARIES = (
-    "swtpm",
-    "tpm2_createek",
-    "tpm2_createprimary",
-    "tpm2_readpublic",
-    "tpm2_flushcontext",
-    "tpm2_startauthsession",
-    "tpm2_policysecret",
-    "tpm2_activatecredential",
-    "tpm2_import",
-    "tpm2_load",
-    "tpm2_hmac",
-)
-MISSING_BINARIES = [name for name in TPM_BINARIES if shutil.which(name) is None]
-
-
-def _consecutive_free_ports() -> int:
-    """A free loopback port P with P+1 free too: the swtpm TCTI finds the control port at P+1."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            if port >= 65535:
-                continue
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no two consecutive free loopback ports")
-
-
-def _accepting(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-@dataclass
-class SoftwareTpm:
-    """A running swtpm, driven with tpm2-tools from `workdir`."""
-
-    port: int
-    workdir: Path
-
-    def run(self, *args: str) -> bytes:
-        env = {**os.environ, "TPM2TOOLS_TCTI": f"swtpm:host=127.0.0.1,port={self.port}"}
-        done = subprocess.run(args, cwd=self.workdir, env=env, capture_output=True, timeout=60)
-        assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stderr.decode()}"
-        return done.stdout
-
-    def flush_transient(self) -> None:
-        # Without a resource manager, objects the tools load stay loaded; flush them between
-        # steps, or the TPM soon runs out of object slots (TPM_RC_OBJECT_MEMORY).
-        self.run("tpm2_flushcontext", "-t")
-
-
-@pytest.fixture
-def software_tpm(tmp_path: Path) -> Iterator[SoftwareTpm]:
-    """A fresh swtpm on free loopback ports with its own state directory, stopped afterwards."""
-    if MISSING_BINARIES:
-        pytest.skip(f"needs swtpm and tpm2-tools; missing: {', '.join(MISSING_BINARIES)}")
-    state = tmp_path / "state"
-    state.mkdir()
-    for _ in range(5):
-        port = _consecutive_free_ports()
-        process = subprocess.Popen(
-            [
-                "swtpm", "socket", "--tpm2",
-                "--tpmstate", f"dir={state}",
-                "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
-                "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
-                "--flags", "not-need-init,startup-clear",
-                "--log", f"file={tmp_path / 'swtpm.log'}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while process.poll() is None and not _accepting(port) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if process.poll() is None and _accepting(port):
-            break
-        process.kill()
-        process.wait()  # it lost a race for the ports, or failed: try again
-    else:
-        pytest.fail("swtpm did not start")
-    try:
-        yield SoftwareTpm(port, tmp_path)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_a_real_tpm_activates_the_blob_and_hmacs_with_the_key(software_tpm: SoftwareTpm) -> None:

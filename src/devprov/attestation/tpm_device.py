@@ -20,7 +20,13 @@ from typing import Any
 from devprov.attestation.attested import Attested, require_enabled
 from devprov.attestation.sas import check_expiry, parse_sas, signature_matches
 from devprov.attestation.tpm import TpmError, TpmPublic, activation_blob, parse_public, same_key
-from devprov.domain.errors import ENROLLMENT_DISABLED, DpsError, bad_request, unauthorized
+from devprov.domain.errors import (
+    ENROLLMENT_DISABLED,
+    TPM_NOT_ENROLLED,
+    DpsError,
+    bad_request,
+    unauthorized,
+)
 from devprov.domain.models import IndividualEnrollment
 
 KEY_NAME = "registration"
@@ -81,10 +87,20 @@ def enrolled_tpm(registration_id: str, individual: IndividualEnrollment | None) 
 def challenge(
     registration_id: str, individual: IndividualEnrollment | None, keys: TpmKeys
 ) -> tuple[dict[str, Any], TpmChallenge]:
-    """Check the EK is the enrolled one; answer the record to remember and the challenge."""
-    if not same_key(enrolled_tpm(registration_id, individual), keys.endorsement_key):
-        raise unauthorized(
-            f"The TPM's endorsement key is not the one enrolled for {registration_id!r}."
+    """Check the EK is the enrolled one; answer the record to remember and the challenge.
+
+    A refusal is a 401 with errorCode 401003 and its reason. (The Node TPM client reads any
+    answer to its first register as a challenge and reports a malformed blob instead of the
+    reason; the reason is in devprov's answer and log.)"""
+    try:
+        enrolled = enrolled_tpm(registration_id, individual)
+    except DpsError as error:
+        raise DpsError(401, TPM_NOT_ENROLLED, error.message) from None
+    if not same_key(enrolled, keys.endorsement_key):
+        raise DpsError(
+            401,
+            TPM_NOT_ENROLLED,
+            f"The TPM's endorsement key is not the one enrolled for {registration_id!r}.",
         )
     if individual is not None and not individual.enabled:
         raise DpsError(403, ENROLLMENT_DISABLED, f"The enrollment {registration_id!r} is disabled.")

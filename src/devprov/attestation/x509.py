@@ -30,10 +30,8 @@ from cryptography.x509.verification import (
 
 from devprov.attestation.attested import Attested, require_enabled
 from devprov.domain.clock import format_timestamp, utc_now
-from devprov.domain.errors import DpsError, bad_request, unauthorized
+from devprov.domain.errors import INVALID_CERTIFICATE, DpsError, bad_request, unauthorized
 from devprov.domain.models import EnrollmentGroup, IndividualEnrollment
-
-INVALID_CERTIFICATE = 401002
 
 # Device certificates made by DPS users' scripts rarely follow the web PKI profile, so only what
 # chain building needs is required: CAs must assert basicConstraints; anything else may appear.
