@@ -1,0 +1,146 @@
+"""TPM attestation over HTTPS, with a software stand-in for the TPM: challenge, replay, forgery."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from devprov.attestation.sas import sign
+from devprov.attestation.tpm import parse_public, registration_id_for
+from tests.conftest import Running
+from tests.helpers import device_request
+from tests.tpm_support import EK_ATTRIBUTES, SoftTpm, rsa_storage_public
+
+
+class Device:
+    """A TPM device made of software keys: enough to answer devprov's challenge."""
+
+    def __init__(self) -> None:
+        self.tpm = SoftTpm(
+            rsa.generate_private_key(65537, 2048), rsa.generate_private_key(65537, 2048)
+        )
+        self.ek = rsa_storage_public(self.tpm.ek.public_key(), EK_ATTRIBUTES)
+        self.srk = rsa_storage_public(self.tpm.srk.public_key())
+        self.registration_id = registration_id_for(self.ek)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "registrationId": self.registration_id,
+            "tpm": {
+                "endorsementKey": base64.b64encode(self.ek).decode(),
+                "storageRootKey": base64.b64encode(self.srk).decode(),
+            },
+        }
+
+    def open(self, blob_b64: str) -> bytes:
+        """ActivateCredential + Import, as the TPM would: the key inside the blob."""
+        _, key = self.tpm.activate(base64.b64decode(blob_b64), parse_public(self.srk).name)
+        return key
+
+    def token(self, running: Running, key: bytes) -> str:
+        resource = f"{running.id_scope}/registrations/{self.registration_id}"
+        expiry = int(time.time()) + 3600
+        signature = base64.b64encode(sign(key, resource, expiry)).decode()
+        return f"SharedAccessSignature sr={resource}&sig={signature}&se={expiry}&skn=registration"
+
+    async def put(self, running: Running, authorization: str | None = None) -> Any:
+        path = f"/{running.id_scope}/registrations/{self.registration_id}/register?api-version=1"
+        return await device_request(
+            running, "PUT", path, body=self.body(), authorization=authorization
+        )
+
+
+async def enroll(running: Running, device: Device) -> None:
+    await running.service().link_hub("hub.example")
+    await running.service().put_enrollment(
+        {
+            "registrationId": device.registration_id,
+            "attestation": {
+                "type": "tpm",
+                "tpm": {"endorsementKey": base64.b64encode(device.ek).decode()},
+            },
+        }
+    )
+
+
+async def test_challenge_then_signed_register_then_hub_key(devprov: Running) -> None:
+    device = Device()
+    await enroll(devprov, device)
+
+    status, challenge, _ = await device.put(devprov)
+    assert status == 401
+    assert set(challenge) == {
+        "message",
+        "authenticationKey",
+        "unencryptedAuthenticationKey",
+        "keyName",
+    }
+    assert challenge["keyName"] == "registration"
+    key = device.open(challenge["authenticationKey"])
+
+    token = device.token(devprov, key)
+    status, body, _ = await device.put(devprov, token)
+
+    assert status == 200, body
+    state = body["registrationState"]
+    assert state["status"] == "assigned"
+    hub_key = device.open(state["tpm"]["authenticationKey"])
+    identity = await devprov.service().call(
+        "GET", f"/linkedHubs/hub.example/devices/{device.registration_id}"
+    )
+    assert identity["authentication"]["symmetricKey"]["primaryKey"] == (
+        base64.b64encode(hub_key).decode()
+    )
+    operation = body["operationId"]
+    path = f"/{devprov.id_scope}/registrations/{device.registration_id}/operations/{operation}"
+    status, polled, _ = await device_request(
+        devprov, "GET", path + "?api-version=1", authorization=token
+    )
+    assert (status, polled["status"]) == (200, "assigned")
+
+
+async def test_replayed_token_is_refused(devprov: Running) -> None:
+    device = Device()
+    await enroll(devprov, device)
+    _, challenge, _ = await device.put(devprov)
+    token = device.token(devprov, device.open(challenge["authenticationKey"]))
+    status, _, _ = await device.put(devprov, token)
+    assert status == 200
+
+    status, body, _ = await device.put(devprov, token)
+
+    assert status == 401
+    assert body["errorCode"] == 401000
+    assert "already used" in body["message"]
+
+
+async def test_forged_token_is_refused(devprov: Running) -> None:
+    device = Device()
+    await enroll(devprov, device)
+    await device.put(devprov)
+
+    status, body, _ = await device.put(devprov, device.token(devprov, b"\x01" * 32))
+
+    assert status == 401
+    assert "not valid" in body["message"]
+    response, _, _ = await devprov.service().request(
+        "GET", f"/registrations/{device.registration_id}"
+    )
+    assert response == 404
+
+
+async def test_unenrolled_or_other_ek_is_refused(devprov: Running) -> None:
+    device = Device()
+    status, body, _ = await device.put(devprov)
+    assert (status, body["errorCode"]) == (401, 401003)
+    assert "No TPM enrollment" in body["message"]
+
+    await enroll(devprov, device)
+    impostor = Device()
+    impostor.registration_id = device.registration_id
+    status, body, _ = await impostor.put(devprov)
+    assert (status, body["errorCode"]) == (401, 401003)
+    assert "not the one enrolled" in body["message"]
