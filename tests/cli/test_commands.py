@@ -110,3 +110,35 @@ def test_errors_are_clear_and_exit_nonzero(tmp_path: Path) -> None:
     result = devprov("enrollment", "show", "ghost", "--data-dir", str(tmp_path), check=False)
     assert result.returncode == 1
     assert "404201" in result.stderr and "'ghost' does not exist" in result.stderr
+
+
+def test_ca_proof_of_possession_and_x509_enrollments(tmp_path: Path) -> None:
+    data, certs = str(tmp_path / "data"), str(tmp_path / "certs")
+    devprov("cert", "root", "fleet", "--out", certs)
+    devprov("cert", "intermediate", "line", "--issuer", "fleet", "--out", certs)
+    devprov("cert", "device", "dev-9", "--issuer", "line", "--out", certs)
+    devprov("ca", "add", "fleet", "--cert", f"{certs}/fleet.pem", "--data-dir", data)
+    assert "NOT verified" in devprov("ca", "list", "--data-dir", data).stdout
+
+    code = devprov("ca", "code", "fleet", "--data-dir", data).stdout.strip()
+    devprov("cert", "verification", code, "--issuer", "line", "--out", certs)
+    wrong_signer = devprov(
+        "ca", "verify", "fleet", "--cert", f"{certs}/verify-line.pem", "--data-dir", data,
+        check=False,
+    )  # fmt: skip
+    assert wrong_signer.returncode == 1
+    assert "400010" in wrong_signer.stderr and "not signed by the CA" in wrong_signer.stderr
+    devprov("cert", "verification", code, "--issuer", "fleet", "--out", certs)
+    devprov("ca", "verify", "fleet", "--cert", f"{certs}/verify-fleet.pem", "--data-dir", data)
+    assert "(verified)" in devprov("ca", "list", "--data-dir", data).stdout
+
+    group = json.loads(devprov("group", "create", "g", "--ca", "fleet", "--data-dir", data).stdout)
+    assert group["attestation"]["x509"]["caReferences"] == {"primary": "fleet"}
+    enrollment = json.loads(
+        devprov(
+            "enrollment", "create", "dev-9", "--cert", f"{certs}/dev-9.pem", "--data-dir", data
+        ).stdout
+    )
+    info = enrollment["attestation"]["x509"]["clientCertificates"]["primary"]["info"]
+    assert info["subjectName"] == "CN=dev-9"
+    assert info["issuerName"] == "CN=line intermediate CA"

@@ -1,0 +1,27 @@
+"""The `devprov` command line: serve, info, and managing what devprov serves."""
+
+from __future__ import annotations
+
+import typer
+
+from devprov.cli.certificates import ca_app, cert_app
+from devprov.cli.device import device_app
+from devprov.cli.hubs import hub_app
+from devprov.cli.records import enrollment_app, group_app, registration_app
+from devprov.cli.server import info, serve
+
+app = typer.Typer(
+    help="devprov: a self-hosted Device Provisioning Service, wire-compatible with Azure DPS.",
+    no_args_is_help=True,
+)
+app.command()(serve)
+app.command()(info)
+app.add_typer(enrollment_app, name="enrollment")
+app.add_typer(group_app, name="group")
+app.add_typer(registration_app, name="registration")
+app.add_typer(hub_app, name="hub")
+app.add_typer(ca_app, name="ca")
+app.add_typer(cert_app, name="cert")
+app.add_typer(device_app, name="device")
+
+__all__ = ["app"]

@@ -1,0 +1,5 @@
+"""`python -m devprov.cli`."""
+
+from devprov.cli import app
+
+app()

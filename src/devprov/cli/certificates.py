@@ -1,0 +1,104 @@
+"""`devprov ca` (verified CAs) and `devprov cert` (test certificates like DPS users' scripts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from devprov import certmaker
+from devprov.cli.common import DataDir, console, print_json, with_admin
+from devprov.config import DEFAULT_DATA_DIR
+
+ca_app = typer.Typer(
+    help="Verified CAs: add one, get a code, prove possession, then groups may use it.",
+    no_args_is_help=True,
+)
+cert_app = typer.Typer(
+    help="Make test certificates: root and intermediate CAs, devices, verification proofs.",
+    no_args_is_help=True,
+)
+CertFile = Annotated[Path, typer.Option("--cert", help="Certificate file (PEM).")]
+OutDir = Annotated[Path, typer.Option("--out", help="Directory to write NAME.pem etc. into.")]
+IssuerName = Annotated[
+    str | None, typer.Option("--issuer", help="Name of an issuer written before in --out.")
+]
+
+
+@ca_app.command("add")
+def ca_add(name: str, cert: CertFile, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Add (or replace) a CA; it is unverified until its possession is proven."""
+    body = {"certificate": cert.read_text()}
+    print_json(with_admin(data_dir, lambda admin: admin.put_ca(name, body)))
+
+
+@ca_app.command("code")
+def ca_code(name: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Get a verification code: sign a certificate whose CN is this code with the CA's key."""
+    record = with_admin(data_dir, lambda admin: admin.ca_verification_code(name))
+    print(record["properties"]["verificationCode"])
+
+
+@ca_app.command("verify")
+def ca_verify(name: str, cert: CertFile, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Prove possession with the certificate made for the verification code."""
+    body = {"certificate": cert.read_text()}
+    print_json(with_admin(data_dir, lambda admin: admin.verify_ca(name, body)))
+
+
+@ca_app.command("list")
+def ca_list(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """List CAs and whether each is verified."""
+    for record in with_admin(data_dir, lambda admin: admin.list_cas()):
+        properties = record["properties"]
+        state = "verified" if properties["isVerified"] else "NOT verified"
+        console.print(f"{record['name']}: {properties['subject']} ({state})")
+
+
+@ca_app.command("remove")
+def ca_remove(name: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Remove a CA."""
+    with_admin(data_dir, lambda admin: admin.delete_ca(name))
+    console.print(f"removed CA {name}")
+
+
+def _saved(issued: certmaker.Issued, out: Path, name: str) -> None:
+    cert, chain, key = issued.save(out, name)
+    console.print(f"wrote {cert}, {chain} and {key}")
+
+
+@cert_app.command("root")
+def cert_root(name: str, out: OutDir = Path("certs")) -> None:
+    """A self-signed root CA."""
+    _saved(certmaker.root_ca(f"{name} root CA"), out, name)
+
+
+@cert_app.command("intermediate")
+def cert_intermediate(
+    name: str, issuer: Annotated[str, typer.Option()], out: OutDir = Path("certs")
+) -> None:
+    """An intermediate CA signed by --issuer."""
+    parent = certmaker.Issued.load(out, issuer)
+    _saved(certmaker.intermediate_ca(parent, f"{name} intermediate CA"), out, name)
+
+
+@cert_app.command("device")
+def cert_device(
+    registration_id: str, issuer: IssuerName = None, out: OutDir = Path("certs")
+) -> None:
+    """A device certificate whose CN is the registration id (self-signed without --issuer).
+
+    Give the device NAME-chain.pem: it carries the intermediates DPS needs to see."""
+    parent = certmaker.Issued.load(out, issuer) if issuer else None
+    _saved(certmaker.device(registration_id, parent), out, registration_id)
+
+
+@cert_app.command("verification")
+def cert_verification(
+    code: str, issuer: Annotated[str, typer.Option()], out: OutDir = Path("certs")
+) -> None:
+    """The proof of possession for `devprov ca verify`: CN = the code, signed by --issuer."""
+    _saved(
+        certmaker.verification(code, certmaker.Issued.load(out, issuer)), out, f"verify-{issuer}"
+    )
