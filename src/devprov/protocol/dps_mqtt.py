@@ -9,7 +9,7 @@ for `retry-after=`. One shape serves them all: `$dps/registrations/res/{status}/
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, unquote
 
 RESPONSE_FILTER = "$dps/registrations/res/#"
 _REGISTER_PREFIX = "$dps/registrations/PUT/iotdps-register/?"
@@ -69,5 +69,5 @@ def parse_request_topic(topic: str) -> RegisterTopic | StatusTopic:
 
 
 def response_topic(status: int, rid: str, retry_after: int | None = None) -> str:
-    topic = f"$dps/registrations/res/{status}/?$rid={rid}"
+    topic = f"$dps/registrations/res/{status}/?$rid={quote(rid, safe='')}"
     return topic + (f"&retry-after={retry_after}" if retry_after is not None else "")

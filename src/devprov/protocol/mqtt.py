@@ -398,7 +398,9 @@ class ServerConnection:
             try:
                 packet = decode(*frame)
             except ProtocolError as error:
-                if error.connack_code is not None and self.state is State.AWAIT_CONNECT:
+                if error.connack_code is not None:
+                    if self.state is not State.AWAIT_CONNECT:
+                        raise ProtocolError("a second CONNECT") from error  # no CONNACK (3.1.0-2)
                     self.state = State.CONNECTING  # so that the refusing CONNACK can be sent
                 raise
             self._check_order(packet)

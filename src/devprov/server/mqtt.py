@@ -171,6 +171,8 @@ class MqttSession:
             return None
         self._send(mqtt.ConnAck(mqtt.ACCEPTED))
         self._watch(self.connection.keep_alive_timeout)
+        if (current := asyncio.current_task()) is not None:
+            self._requests.discard(current)  # held requests below count on their own
         held, self._held = self._held, []
         for waiting in held:
             self._handle(waiting)

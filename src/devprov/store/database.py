@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -21,6 +22,7 @@ from devprov.domain.errors import conflict, precondition_failed
 from devprov.store import tables
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 
 
 class Kind(Enum):
@@ -106,29 +108,49 @@ def _upgrade(connection: Connection) -> None:
         command.upgrade(config, "head")
 
 
-class Store:
-    """Async access to the records. Every method is one transaction; `write` batches several."""
+WriteOp = Callable[[AsyncConnection], Awaitable[T]]
+MAX_BATCH = 256
 
-    def __init__(self, engine: AsyncEngine) -> None:
+
+class Store:
+    """Async access to the records.
+
+    Reads go straight to the database. Writes are queued to one writer that commits whatever
+    has gathered in a single transaction, each operation in a savepoint of its own (so one
+    failing operation fails alone): under load, hundreds of registrations cost one commit.
+    SQLite gets a separate writer connection that takes the write lock when it begins
+    (BEGIN IMMEDIATE), so concurrent writers wait their turn instead of failing.
+    """
+
+    def __init__(self, engine: AsyncEngine, write_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
+        self.write_engine = write_engine or engine
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._pending: list[tuple[WriteOp[Any], asyncio.Future[Any]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     @classmethod
     def open(cls, url: str) -> Store:
         """Migrate the database, then connect to it."""
         migrate(url)
-        connect_args: dict[str, Any] = {}
-        if url.lower().startswith("sqlite"):
-            connect_args["timeout"] = 30
-        engine = create_async_engine(
-            normalize_url(url, asynchronous=True), connect_args=connect_args, pool_pre_ping=False
+        if not url.lower().startswith("sqlite"):
+            return cls(create_async_engine(normalize_url(url, asynchronous=True)))
+        async_url = normalize_url(url, asynchronous=True)
+        reader = create_async_engine(async_url, connect_args={"timeout": 30})
+        writer = create_async_engine(
+            async_url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0
         )
-        if engine.dialect.name == "sqlite":
-            sa.event.listen(engine.sync_engine, "connect", _tune_sqlite)
-        return cls(engine)
+        sa.event.listen(reader.sync_engine, "connect", _tune_sqlite)
+        sa.event.listen(writer.sync_engine, "connect", _tune_sqlite_writer)
+        sa.event.listen(writer.sync_engine, "begin", _begin_immediate)
+        return cls(reader, writer)
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
         await self.engine.dispose()
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()
 
     async def get(self, kind: Kind, key: str) -> StoredDocument | None:
         table = kind.table
@@ -169,19 +191,56 @@ class Store:
                 ).scalar_one()
             )
 
+    # Writes ----------------------------------------------------------------------------
+
+    async def run(self, operation: WriteOp[T]) -> T:
+        """Run `operation` in the next write transaction; answers what it returns (or raises
+        what it raised, in which case nothing it wrote is kept)."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((operation, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending())
+        return await future
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            try:
+                async with self.write_engine.begin() as connection:
+                    for operation, future in batch:
+                        try:
+                            async with connection.begin_nested():
+                                outcomes.append((future, await operation(connection), None))
+                        except Exception as error:
+                            outcomes.append((future, None, error))
+            except Exception as error:  # the commit itself failed: nothing was written
+                outcomes = [(future, None, error) for _, future in batch]
+            for future, value, failure in outcomes:
+                if future.done():
+                    continue
+                if failure is not None:
+                    future.set_exception(failure)
+                else:
+                    future.set_result(value)
+
     async def create(self, put: Put) -> None:
         """Insert a record that must not exist yet (409201 otherwise)."""
-        try:
-            async with self.engine.begin() as connection:
+
+        async def insert(connection: AsyncConnection) -> None:
+            try:
                 await connection.execute(sa.insert(put.kind.table).values(**_row(put)))
-        except IntegrityError:
-            raise conflict(f"A record with id {put.key!r} already exists.") from None
+            except IntegrityError:
+                raise conflict(f"A record with id {put.key!r} already exists.") from None
+
+        await self.run(insert)
 
     async def replace(self, put: Put, if_match: str | None) -> bool:
         """Upsert a record; with an If-Match other than `*` the stored etag must match (412).
 
         Returns True when the record was created."""
-        async with self.engine.begin() as connection:
+
+        async def replace(connection: AsyncConnection) -> bool:
             if if_match is None or strip_etag(if_match) == "*":
                 existed = await self._exists(connection, put.kind, put.key)
                 await self._upsert(connection, put)
@@ -196,11 +255,14 @@ class Store:
                 raise precondition_failed()
             return False
 
+        return await self.run(replace)
+
     async def delete(self, kind: Kind, key: str, if_match: str | None = None) -> bool:
         """Delete a record; False when there was none. A stale If-Match raises 412."""
         table = kind.table
-        statement = sa.delete(table).where(table.c.key == key)
-        async with self.engine.begin() as connection:
+
+        async def delete(connection: AsyncConnection) -> bool:
+            statement = sa.delete(table).where(table.c.key == key)
             if if_match is not None and strip_etag(if_match) != "*":
                 if not await self._exists(connection, kind, key):
                     return False
@@ -210,11 +272,32 @@ class Store:
                 return True
             return bool((await connection.execute(statement)).rowcount)
 
+        return await self.run(delete)
+
     async def write(self, puts: Sequence[Put]) -> None:
-        """Upsert several records in one transaction: all of them are written, or none."""
-        async with self.engine.begin() as connection:
+        """Upsert several records together: all of them are written, or none."""
+
+        async def upsert_all(connection: AsyncConnection) -> None:
             for put in puts:
                 await self._upsert(connection, put)
+
+        await self.run(upsert_all)
+
+    async def fetch(
+        self, connection: AsyncConnection, kind: Kind, key: str
+    ) -> StoredDocument | None:
+        """Read a record inside a write operation (sees that transaction's own writes)."""
+        table = kind.table
+        row = (
+            await connection.execute(
+                sa.select(table.c.key, table.c.etag, table.c.document).where(table.c.key == key)
+            )
+        ).first()
+        return StoredDocument(row.key, row.etag, row.document) if row else None
+
+    async def upsert(self, connection: AsyncConnection, put: Put) -> None:
+        """Write a record inside a write operation."""
+        await self._upsert(connection, put)
 
     async def _exists(self, connection: AsyncConnection, kind: Kind, key: str) -> bool:
         table = kind.table
@@ -240,6 +323,17 @@ def _row(put: Put) -> dict[str, Any]:
         "updated_at": time.time(),
         **put.columns,
     }
+
+
+def _tune_sqlite_writer(dbapi_connection: Any, record: Any) -> None:
+    """The writer controls its own transactions: pysqlite's implicit BEGIN is turned off so
+    that `_begin_immediate` can emit BEGIN IMMEDIATE and savepoints work."""
+    _tune_sqlite(dbapi_connection, record)
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
