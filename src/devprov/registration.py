@@ -23,7 +23,8 @@ from devprov.allocation.policies import AllocationError
 from devprov.attestation import tpm_device
 from devprov.attestation.attested import Attested
 from devprov.attestation.device_auth import attest_symmetric_key
-from devprov.attestation.x509 import KnownCa, attest_x509, load_certificate
+from devprov.attestation.x509 import attest_x509
+from devprov.directory import Directory
 from devprov.domain.clock import new_etag, now_timestamp
 from devprov.domain.enrollments import public_view
 from devprov.domain.errors import (
@@ -95,9 +96,11 @@ class RegistrationService:
         store: Store,
         webhooks: WebhookClient,
         connectors: Mapping[str, HubConnector],
+        directory: Directory | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.directory = directory or Directory(store)
         self.webhooks = webhooks
         self.connectors = connectors
         self._tasks: set[asyncio.Task[OperationResult]] = set()
@@ -183,8 +186,8 @@ class RegistrationService:
         if id_scope.lower() != self.settings.id_scope.lower():
             raise unauthorized(f"The id scope {id_scope!r} is not served here.")
         key = id_key(registration_id)
-        stored = await self.store.get(Kind.ENROLLMENT, key)
-        individual = IndividualEnrollment.model_validate(stored.document) if stored else None
+        await self.directory.refresh()
+        individual = await self.directory.individual(key)
         if proof.tpm is not None and proof.authorization is None:
             record, challenge = tpm_device.challenge(
                 registration_id, individual, tpm_device.TpmKeys.from_body(proof.tpm)
@@ -196,15 +199,14 @@ class RegistrationService:
                 return await self._attest_tpm_token(
                     registration_id, individual, proof.authorization, registering
                 )
-            groups = [] if individual else await self._groups("symmetricKey")
+            groups = [] if individual else await self.directory.groups("symmetricKey")
             return attest_symmetric_key(
                 proof.authorization, self.settings.id_scope, registration_id, individual, groups
             )
         if proof.certificates:
-            groups = [] if individual else await self._groups("x509")
-            return attest_x509(
-                registration_id, proof.certificates, individual, groups, await self._known_cas()
-            )
+            groups = [] if individual else await self.directory.groups("x509")
+            cas = await self.directory.known_cas()
+            return attest_x509(registration_id, proof.certificates, individual, groups, cas)
         raise unauthorized(
             "No credentials: send a SharedAccessSignature, a TPM's keys, or a client certificate."
         )
@@ -225,24 +227,6 @@ class RegistrationService:
             used = {**stored.document, "used": True}
             await self.store.replace(Put(Kind.TPM_CHALLENGE, key, new_etag(), used), stored.etag)
         return attested
-
-    async def _groups(self, attestation_type: str) -> list[EnrollmentGroup]:
-        return [
-            EnrollmentGroup.model_validate(row.document)
-            for row in await self.store.page(Kind.GROUP)
-            if row.document.get("attestation", {}).get("type") == attestation_type
-        ]
-
-    async def _known_cas(self) -> dict[str, KnownCa]:
-        known = {}
-        for row in await self.store.page(Kind.CERTIFICATE):
-            properties = row.document["properties"]
-            known[row.key] = KnownCa(
-                row.document["name"],
-                load_certificate(properties["certificate"]),
-                bool(properties.get("isVerified")),
-            )
-        return known
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -287,9 +271,7 @@ class RegistrationService:
         self, attested: Attested, payload: Any, previous: DeviceRegistrationState | None
     ) -> DeviceRegistrationState:
         enrollment = attested.enrollment
-        linked = [
-            LinkedHub.model_validate(row.document) for row in await self.store.page(Kind.LINKED_HUB)
-        ]
+        linked = await self.directory.linked_hubs()
         current_hub = previous.assigned_hub if previous else None
         reprovision = enrollment.effective_reprovision_policy
         sticky = current_hub is not None and not reprovision.update_hub_assignment

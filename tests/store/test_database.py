@@ -201,9 +201,7 @@ def test_strip_etag() -> None:
 
 
 def test_normalize_url() -> None:
-    assert (
-        normalize_url("sqlite:////tmp/x.db", asynchronous=True) == "sqlite+aiosqlite:////tmp/x.db"
-    )
+    assert normalize_url("sqlite:////tmp/x.db", asynchronous=True) == "sqlite:////tmp/x.db"
     assert normalize_url("sqlite:////tmp/x.db", asynchronous=False) == "sqlite:////tmp/x.db"
     assert normalize_url("postgres://u@h/db", asynchronous=True) == "postgresql+psycopg://u@h/db"
     assert (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from devprov.domain.clock import new_etag, now_timestamp
 from devprov.hubs.connector import DeviceIdentity
+from devprov.store.connections import DbConnection
 from devprov.store.database import Kind, Put, Store
 
 
@@ -19,29 +20,27 @@ class RegistryConnector:
 
     async def upsert_device(self, identity: DeviceIdentity) -> None:
         key = hub_device_key(identity.hub_host_name, identity.device_id)
-        existing = await self.store.get(Kind.HUB_DEVICE, key)
-        document = {
-            "deviceId": identity.device_id,
-            "hubHostName": identity.hub_host_name,
-            "registrationId": identity.registration_id,
-            "authentication": identity.authentication,
-            "capabilities": identity.capabilities,
-            "twin": identity.initial_twin
-            if identity.initial_twin is not None or existing is None
-            else existing.document.get("twin"),
-            "lastUpdatedDateTimeUtc": now_timestamp(),
-        }
-        await self.store.write(
-            [
-                Put(
-                    Kind.HUB_DEVICE,
-                    key,
-                    new_etag(),
-                    document,
-                    {"hub_key": identity.hub_host_name.lower()},
-                )
-            ]
-        )
+
+        async def upsert(connection: DbConnection) -> None:
+            existing = await self.store.fetch(connection, Kind.HUB_DEVICE, key)
+            twin = identity.initial_twin
+            if twin is None and existing is not None:
+                twin = existing.document.get("twin")  # a twin is only (re)set when asked
+            document = {
+                "deviceId": identity.device_id,
+                "hubHostName": identity.hub_host_name,
+                "registrationId": identity.registration_id,
+                "authentication": identity.authentication,
+                "capabilities": identity.capabilities,
+                "twin": twin,
+                "lastUpdatedDateTimeUtc": now_timestamp(),
+            }
+            columns = {"hub_key": identity.hub_host_name.lower()}
+            await self.store.upsert(
+                connection, Put(Kind.HUB_DEVICE, key, new_etag(), document, columns)
+            )
+
+        await self.store.run(upsert)
 
     async def remove_device(self, hub_host_name: str, device_id: str) -> None:
         await self.store.delete(Kind.HUB_DEVICE, hub_device_key(hub_host_name, device_id))

@@ -28,7 +28,6 @@ import ssl
 from collections.abc import Iterable
 from typing import Any
 
-import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
@@ -88,13 +87,13 @@ class ClientTrust:
         self.context = context
         self.store = store
         self._loaded: set[bytes] = set()
-        self._seen: tuple[Any, ...] | None = None
+        self._seen: tuple[int, ...] | None = None
         self._task: asyncio.Task[None] | None = None
         request_client_certificates(context)
 
     async def refresh(self) -> None:
         """Add the certificates stored since the last look (cheap when nothing changed)."""
-        marker = await self._change_marker()
+        marker = await self.store.revisions()
         if marker == self._seen:
             return
         added = 0
@@ -119,19 +118,6 @@ class ClientTrust:
         )
         self._loaded.add(fingerprint)
         return 1
-
-    async def _change_marker(self) -> tuple[Any, ...]:
-        marker: list[Any] = []
-        async with self.store.engine.connect() as connection:
-            for kind in _WATCHED:
-                table = kind.table
-                row = (
-                    await connection.execute(
-                        sa.select(sa.func.count(), sa.func.max(table.c.updated_at))
-                    )
-                ).one()
-                marker.extend(row)
-        return tuple(marker)
 
     def start(self) -> None:
         async def watch() -> None:

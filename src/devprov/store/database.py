@@ -16,10 +16,10 @@ from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from devprov.domain.errors import conflict, precondition_failed
 from devprov.store import tables
+from devprov.store.connections import AsyncDatabase, Database, DbConnection, InlineSqlite
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 T = TypeVar("T")
@@ -41,6 +41,14 @@ class Kind(Enum):
     def table(self) -> sa.Table:
         return tables.metadata.tables[self.value]
 
+    @property
+    def revised(self) -> bool:
+        """Whether writes to this kind bump its revision (caches of it depend on that)."""
+        return self in _REVISED
+
+
+_REVISED = {Kind.ENROLLMENT, Kind.GROUP, Kind.LINKED_HUB, Kind.CERTIFICATE}
+
 
 @dataclass(frozen=True)
 class StoredDocument:
@@ -61,13 +69,14 @@ class Put:
 
 
 def normalize_url(url: str, *, asynchronous: bool) -> str:
-    """Accept plain `sqlite:///` and `postgresql://` URLs and pick devprov's drivers for them."""
+    """Accept plain `sqlite:///` and `postgresql://` URLs and pick devprov's drivers for them
+    (SQLite is always used synchronously, see connections.py)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"Not a database URL: {url!r}")
     base = scheme.split("+", 1)[0].lower()
     if base == "sqlite":
-        return f"sqlite+aiosqlite://{rest}" if asynchronous else f"sqlite://{rest}"
+        return f"sqlite://{rest}"
     if base in ("postgresql", "postgres"):
         return f"postgresql+psycopg://{rest}"
     raise ValueError(f"Unsupported database {scheme!r}: use sqlite:/// or postgresql://")
@@ -108,7 +117,7 @@ def _upgrade(connection: Connection) -> None:
         command.upgrade(config, "head")
 
 
-WriteOp = Callable[[AsyncConnection], Awaitable[T]]
+WriteOp = Callable[[DbConnection], Awaitable[T]]
 MAX_BATCH = 256
 
 
@@ -118,14 +127,12 @@ class Store:
     Reads go straight to the database. Writes are queued to one writer that commits whatever
     has gathered in a single transaction, each operation in a savepoint of its own (so one
     failing operation fails alone): under load, hundreds of registrations cost one commit.
-    SQLite gets a separate writer connection that takes the write lock when it begins
-    (BEGIN IMMEDIATE), so concurrent writers wait their turn instead of failing.
+    How the database is reached (async driver, or SQLite inline) is connections.py's business.
     """
 
-    def __init__(self, engine: AsyncEngine, write_engine: AsyncEngine | None = None) -> None:
-        self.engine = engine
-        self.write_engine = write_engine or engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._insert = postgresql.insert if database.dialect_name == "postgresql" else sqlite.insert
         self._pending: list[tuple[WriteOp[Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -133,28 +140,18 @@ class Store:
     def open(cls, url: str) -> Store:
         """Migrate the database, then connect to it."""
         migrate(url)
-        if not url.lower().startswith("sqlite"):
-            return cls(create_async_engine(normalize_url(url, asynchronous=True)))
-        async_url = normalize_url(url, asynchronous=True)
-        reader = create_async_engine(async_url, connect_args={"timeout": 30})
-        writer = create_async_engine(
-            async_url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0
-        )
-        sa.event.listen(reader.sync_engine, "connect", _tune_sqlite)
-        sa.event.listen(writer.sync_engine, "connect", _tune_sqlite_writer)
-        sa.event.listen(writer.sync_engine, "begin", _begin_immediate)
-        return cls(reader, writer)
+        if url.lower().startswith("sqlite"):
+            return cls(InlineSqlite(normalize_url(url, asynchronous=False)))
+        return cls(AsyncDatabase(normalize_url(url, asynchronous=True)))
 
     async def close(self) -> None:
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
-        await self.engine.dispose()
-        if self.write_engine is not self.engine:
-            await self.write_engine.dispose()
+        await self.database.dispose()
 
     async def get(self, kind: Kind, key: str) -> StoredDocument | None:
         table = kind.table
-        async with self.engine.connect() as connection:
+        async with self.database.connect() as connection:
             row = (
                 await connection.execute(
                     sa.select(table.c.key, table.c.etag, table.c.document).where(table.c.key == key)
@@ -179,12 +176,20 @@ class Store:
             query = query.where(table.c[column] == value)
         if limit is not None:
             query = query.limit(limit)
-        async with self.engine.connect() as connection:
+        async with self.database.connect() as connection:
             rows = (await connection.execute(query)).all()
         return [StoredDocument(row.key, row.etag, row.document) for row in rows]
 
+    async def revisions(self) -> tuple[int, ...]:
+        """The revision of every revised kind: equal answers mean nothing of them changed,
+        whichever process wrote (one small read, so a cache can ask before every use)."""
+        table = tables.revisions
+        async with self.database.connect() as connection:
+            rows = await connection.execute(sa.select(table.c.revision).order_by(table.c.kind))
+            return tuple(row.revision for row in rows)
+
     async def count(self, kind: Kind) -> int:
-        async with self.engine.connect() as connection:
+        async with self.database.connect() as connection:
             return int(
                 (
                     await connection.execute(sa.select(sa.func.count()).select_from(kind.table))
@@ -207,7 +212,7 @@ class Store:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
             try:
-                async with self.write_engine.begin() as connection:
+                async with self.database.begin() as connection:
                     for operation, future in batch:
                         try:
                             async with connection.begin_nested():
@@ -227,11 +232,12 @@ class Store:
     async def create(self, put: Put) -> None:
         """Insert a record that must not exist yet (409201 otherwise)."""
 
-        async def insert(connection: AsyncConnection) -> None:
+        async def insert(connection: DbConnection) -> None:
             try:
                 await connection.execute(sa.insert(put.kind.table).values(**_row(put)))
             except IntegrityError:
                 raise conflict(f"A record with id {put.key!r} already exists.") from None
+            await _bump(connection, put.kind)
 
         await self.run(insert)
 
@@ -240,7 +246,7 @@ class Store:
 
         Returns True when the record was created."""
 
-        async def replace(connection: AsyncConnection) -> bool:
+        async def replace(connection: DbConnection) -> bool:
             if if_match is None or strip_etag(if_match) == "*":
                 existed = await self._exists(connection, put.kind, put.key)
                 await self._upsert(connection, put)
@@ -253,6 +259,7 @@ class Store:
             )
             if result.rowcount != 1:
                 raise precondition_failed()
+            await _bump(connection, put.kind)
             return False
 
         return await self.run(replace)
@@ -261,7 +268,7 @@ class Store:
         """Delete a record; False when there was none. A stale If-Match raises 412."""
         table = kind.table
 
-        async def delete(connection: AsyncConnection) -> bool:
+        async def delete(connection: DbConnection) -> bool:
             statement = sa.delete(table).where(table.c.key == key)
             if if_match is not None and strip_etag(if_match) != "*":
                 if not await self._exists(connection, kind, key):
@@ -269,23 +276,25 @@ class Store:
                 statement = statement.where(table.c.etag == strip_etag(if_match))
                 if (await connection.execute(statement)).rowcount != 1:
                     raise precondition_failed()
+                await _bump(connection, kind)
                 return True
-            return bool((await connection.execute(statement)).rowcount)
+            deleted = bool((await connection.execute(statement)).rowcount)
+            if deleted:
+                await _bump(connection, kind)
+            return deleted
 
         return await self.run(delete)
 
     async def write(self, puts: Sequence[Put]) -> None:
         """Upsert several records together: all of them are written, or none."""
 
-        async def upsert_all(connection: AsyncConnection) -> None:
+        async def upsert_all(connection: DbConnection) -> None:
             for put in puts:
                 await self._upsert(connection, put)
 
         await self.run(upsert_all)
 
-    async def fetch(
-        self, connection: AsyncConnection, kind: Kind, key: str
-    ) -> StoredDocument | None:
+    async def fetch(self, connection: DbConnection, kind: Kind, key: str) -> StoredDocument | None:
         """Read a record inside a write operation (sees that transaction's own writes)."""
         table = kind.table
         row = (
@@ -295,16 +304,16 @@ class Store:
         ).first()
         return StoredDocument(row.key, row.etag, row.document) if row else None
 
-    async def upsert(self, connection: AsyncConnection, put: Put) -> None:
+    async def upsert(self, connection: DbConnection, put: Put) -> None:
         """Write a record inside a write operation."""
         await self._upsert(connection, put)
 
-    async def _exists(self, connection: AsyncConnection, kind: Kind, key: str) -> bool:
+    async def _exists(self, connection: DbConnection, kind: Kind, key: str) -> bool:
         table = kind.table
         found = await connection.execute(sa.select(table.c.key).where(table.c.key == key))
         return found.first() is not None
 
-    async def _upsert(self, connection: AsyncConnection, put: Put) -> None:
+    async def _upsert(self, connection: DbConnection, put: Put) -> None:
         row = _row(put)
         statement = self._insert(put.kind.table).values(**row)
         await connection.execute(
@@ -312,6 +321,15 @@ class Store:
                 index_elements=["key"],
                 set_={name: value for name, value in row.items() if name != "key"},
             )
+        )
+        await _bump(connection, put.kind)
+
+
+async def _bump(connection: DbConnection, kind: Kind) -> None:
+    if kind.revised:
+        table = tables.revisions
+        await connection.execute(
+            sa.update(table).where(table.c.kind == kind.value).values(revision=table.c.revision + 1)
         )
 
 
@@ -323,21 +341,3 @@ def _row(put: Put) -> dict[str, Any]:
         "updated_at": time.time(),
         **put.columns,
     }
-
-
-def _tune_sqlite_writer(dbapi_connection: Any, record: Any) -> None:
-    """The writer controls its own transactions: pysqlite's implicit BEGIN is turned off so
-    that `_begin_immediate` can emit BEGIN IMMEDIATE and savepoints work."""
-    _tune_sqlite(dbapi_connection, record)
-    dbapi_connection.isolation_level = None
-
-
-def _begin_immediate(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()

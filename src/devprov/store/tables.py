@@ -33,6 +33,12 @@ operations = _document_table(
 )
 linked_hubs = _document_table("linked_hubs")
 certificates = _document_table("certificates")
+revisions = sa.Table(
+    "revisions",
+    metadata,
+    sa.Column("kind", sa.String(64), primary_key=True),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+)
 tpm_challenges = _document_table("tpm_challenges")
 hub_devices = _document_table(
     "hub_devices", sa.Column("hub_key", sa.String(256), nullable=False, index=True)

@@ -1,0 +1,84 @@
+"""What every registration looks up (enrollments, groups, linked hubs, CAs), kept in memory
+for as long as the store's revisions say none of it changed.
+
+One small read of the revision counters before each use replaces reading and validating the
+records themselves; any write to them, from any process (API, CLI, another worker), bumps a
+revision in the same transaction, so a change is seen by the next registration.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from devprov.attestation.x509 import KnownCa, load_certificate
+from devprov.domain.models import EnrollmentGroup, IndividualEnrollment, LinkedHub
+from devprov.store.database import Kind, Store
+
+MAX_CACHED_INDIVIDUALS = 50_000
+
+
+class Directory:
+    """A cache of the records registrations read, invalidated by the store's revisions."""
+
+    def __init__(self, store: Store, max_individuals: int = MAX_CACHED_INDIVIDUALS) -> None:
+        self.store = store
+        self.max_individuals = max_individuals
+        self._revisions: tuple[int, ...] | None = None
+        self._individuals: OrderedDict[str, IndividualEnrollment | None] = OrderedDict()
+        self._groups: dict[str, list[EnrollmentGroup]] | None = None
+        self._hubs: list[LinkedHub] | None = None
+        self._cas: dict[str, KnownCa] | None = None
+
+    async def refresh(self) -> None:
+        """Drop everything if anything changed since the last look. Call once per use."""
+        revisions = await self.store.revisions()
+        if revisions != self._revisions:
+            self.invalidate()
+            self._revisions = revisions
+
+    def invalidate(self) -> None:
+        self._revisions = None
+        self._individuals.clear()
+        self._groups = self._hubs = self._cas = None
+
+    async def individual(self, key: str) -> IndividualEnrollment | None:
+        """The individual enrollment stored under `key` (a lower-case id), or None; both
+        answers are remembered, so devices of groups do not look themselves up every time."""
+        if key in self._individuals:
+            self._individuals.move_to_end(key)
+            return self._individuals[key]
+        stored = await self.store.get(Kind.ENROLLMENT, key)
+        found = IndividualEnrollment.model_validate(stored.document) if stored else None
+        self._individuals[key] = found
+        if len(self._individuals) > self.max_individuals:
+            self._individuals.popitem(last=False)
+        return found
+
+    async def groups(self, attestation_type: str) -> list[EnrollmentGroup]:
+        if self._groups is None:
+            by_type: dict[str, list[EnrollmentGroup]] = {}
+            for row in await self.store.page(Kind.GROUP):
+                group = EnrollmentGroup.model_validate(row.document)
+                by_type.setdefault(group.attestation.type, []).append(group)
+            self._groups = by_type
+        return self._groups.get(attestation_type, [])
+
+    async def linked_hubs(self) -> list[LinkedHub]:
+        if self._hubs is None:
+            self._hubs = [
+                LinkedHub.model_validate(row.document)
+                for row in await self.store.page(Kind.LINKED_HUB)
+            ]
+        return self._hubs
+
+    async def known_cas(self) -> dict[str, KnownCa]:
+        if self._cas is None:
+            self._cas = {
+                row.key: KnownCa(
+                    row.document["name"],
+                    load_certificate(row.document["properties"]["certificate"]),
+                    bool(row.document["properties"].get("isVerified")),
+                )
+                for row in await self.store.page(Kind.CERTIFICATE)
+            }
+        return self._cas

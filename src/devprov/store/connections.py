@@ -1,0 +1,129 @@
+"""How the store reaches its database: PostgreSQL through an async driver, SQLite inline.
+
+SQLite answers a lookup by primary key in microseconds, less than it costs to hand the query
+to a thread and back (aiosqlite's way) and far less than the GIL contention such threads cause
+under load. So SQLite runs on the event loop's own thread, through SQLAlchemy's synchronous
+engine: reads never block in WAL mode, and writes are batched by the store into one short
+transaction. PostgreSQL queries cross the network and go through psycopg's async driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.sql.base import Executable
+
+SQLITE_BUSY_SECONDS = 30
+
+
+class DbConnection(Protocol):
+    """The part of a connection the store uses, whichever way it reaches the database."""
+
+    async def execute(self, statement: Executable) -> CursorResult[Any]: ...
+
+    def begin_nested(self) -> AbstractAsyncContextManager[Any]: ...
+
+
+class Database(Protocol):
+    dialect_name: str
+
+    def connect(self) -> AbstractAsyncContextManager[DbConnection]:
+        """A connection for reads."""
+        ...
+
+    def begin(self) -> AbstractAsyncContextManager[DbConnection]:
+        """A write transaction, committed when the block ends without an exception."""
+        ...
+
+    async def dispose(self) -> None: ...
+
+
+class AsyncDatabase:
+    """PostgreSQL through psycopg's async driver."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_async_engine(url, pool_size=10, max_overflow=10)
+        self.dialect_name = self.engine.dialect.name
+
+    def connect(self) -> AbstractAsyncContextManager[DbConnection]:
+        return self.engine.connect()
+
+    def begin(self) -> AbstractAsyncContextManager[DbConnection]:
+        return self.engine.begin()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+class _Inline:
+    """A synchronous connection behind the async interface (its calls never wait on I/O
+    that another task could use: SQLite is a local file)."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    async def execute(self, statement: Executable) -> CursorResult[Any]:
+        return self.connection.execute(statement)
+
+    @asynccontextmanager
+    async def begin_nested(self) -> AsyncIterator[None]:
+        with self.connection.begin_nested():
+            yield
+
+
+class InlineSqlite:
+    """SQLite on the event loop's thread: a pool of readers and one writer that takes the
+    write lock when it begins (BEGIN IMMEDIATE), so writers of several processes queue in
+    SQLite's busy handler instead of failing with SQLITE_BUSY_SNAPSHOT."""
+
+    dialect_name = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        arguments = {"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False}
+        self.reader = sa.create_engine(url, connect_args=arguments, pool_size=4)
+        self.writer = sa.create_engine(url, connect_args=arguments, pool_size=1, max_overflow=0)
+        sa.event.listen(self.reader, "connect", _tune)
+        sa.event.listen(self.writer, "connect", _tune_writer)
+        sa.event.listen(self.writer, "begin", _begin_immediate)
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[DbConnection]:
+        with self._sync(self.reader.connect) as connection:
+            yield _Inline(connection)
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[DbConnection]:
+        with self._sync(self.writer.begin) as connection:
+            yield _Inline(connection)
+
+    @staticmethod
+    @contextmanager
+    def _sync(opener: Any) -> Iterator[sa.Connection]:
+        with opener() as connection:
+            yield connection
+
+    async def dispose(self) -> None:
+        self.reader.dispose()
+        self.writer.dispose()
+
+
+def _tune(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, no fsync per commit
+    cursor.close()
+
+
+def _tune_writer(dbapi_connection: Any, record: Any) -> None:
+    """The writer controls its own transactions: pysqlite's implicit BEGIN is turned off so
+    that BEGIN IMMEDIATE can be emitted and savepoints work."""
+    _tune(dbapi_connection, record)
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(connection: sa.Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
