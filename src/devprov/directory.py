@@ -25,6 +25,7 @@ class Directory:
         self.max_individuals = max_individuals
         self._revisions: tuple[int, ...] | None = None
         self._individuals: OrderedDict[str, IndividualEnrollment | None] = OrderedDict()
+        self._individual_keys: set[str] | None = None
         self._groups: dict[str, list[EnrollmentGroup]] | None = None
         self._hubs: list[LinkedHub] | None = None
         self._cas: dict[str, KnownCa] | None = None
@@ -39,11 +40,18 @@ class Directory:
     def invalidate(self) -> None:
         self._revisions = None
         self._individuals.clear()
+        self._individual_keys = None
         self._groups = self._hubs = self._cas = None
 
     async def individual(self, key: str) -> IndividualEnrollment | None:
-        """The individual enrollment stored under `key` (a lower-case id), or None; both
-        answers are remembered, so devices of groups do not look themselves up every time."""
+        """The individual enrollment stored under `key` (a lower-case id), or None.
+
+        The ids of all individual enrollments are held (a few MB for a million), so a group
+        device, which has none, costs no read at all."""
+        if self._individual_keys is None:
+            self._individual_keys = set(await self.store.keys(Kind.ENROLLMENT))
+        if key not in self._individual_keys:
+            return None
         if key in self._individuals:
             self._individuals.move_to_end(key)
             return self._individuals[key]

@@ -9,9 +9,8 @@ answered `assigned` at once (the official SDKs accept that), otherwise the devic
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +102,7 @@ class RegistrationService:
         self.directory = directory or Directory(store)
         self.webhooks = webhooks
         self.connectors = connectors
-        self._tasks: set[asyncio.Task[OperationResult]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def register(
         self, id_scope: str, registration_id: str, proof: DeviceProof, request: RegisterRequest
@@ -121,17 +120,28 @@ class RegistrationService:
         task.add_done_callback(self._tasks.discard)
         done, _ = await asyncio.wait({task}, timeout=self.settings.fast_path_seconds)
         if done:
-            return task.result()
+            return task.result()  # answered at once: no device will poll this operation
         pending = operation_status(
             operation_id,
             "assigning",
             {"registrationId": attested.registration_id, "status": "assigning"},
         )
-        with contextlib.suppress(DpsError):  # the task finished meanwhile and wrote its result
-            await self.store.create(
-                Put(Kind.OPERATION, operation_id, new_etag(), pending, _operation_columns(attested))
-            )
+        columns = _operation_columns(attested)
+        await self.store.write([Put(Kind.OPERATION, operation_id, new_etag(), pending, columns)])
+
+        def record_result(finished: asyncio.Task[OperationResult]) -> None:
+            if finished.cancelled() or finished.exception() is not None:
+                return
+            final = Put(Kind.OPERATION, operation_id, new_etag(), finished.result().body, columns)
+            self._spawn(self.store.write([final]))
+
+        task.add_done_callback(record_result)
         return OperationResult(pending, self.settings.retry_after_seconds)
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def operation_status(
         self, id_scope: str, registration_id: str, operation_id: str, proof: DeviceProof
@@ -141,6 +151,14 @@ class RegistrationService:
     async def poll(self, attested: Attested, operation_id: str) -> OperationResult:
         registration_id = attested.registration_id
         stored = await self.store.get(Kind.OPERATION, operation_id)
+        if stored is None:  # answered at once: its result is the registration record
+            answered = await self.store.page(
+                Kind.REGISTRATION,
+                where={"key": id_key(registration_id), "operation_id": operation_id},
+            )
+            if answered:
+                record = answered[0].document
+                return OperationResult(operation_status(operation_id, record["status"], record))
         if (
             stored is None
             or stored.document.get("registrationState", {}).get("registrationId", "").lower()
@@ -251,21 +269,13 @@ class RegistrationService:
             state = _failed_state(
                 attested, previous, DpsError(500, INTERNAL_ERROR, "Internal error while assigning.")
             )
-        body = operation_status(operation_id, state.status, state.to_wire())
-        columns = _operation_columns(attested)
+        record = state.to_wire()
+        group_key = id_key(attested.group_id) if attested.group_id else None
+        columns = {"group_key": group_key, "operation_id": operation_id}
         await self.store.write(
-            [
-                Put(
-                    Kind.REGISTRATION,
-                    registration_key,
-                    state.etag or new_etag(),
-                    state.to_wire(),
-                    {"group_key": id_key(attested.group_id) if attested.group_id else None},
-                ),
-                Put(Kind.OPERATION, operation_id, new_etag(), body, columns),
-            ]
+            [Put(Kind.REGISTRATION, registration_key, state.etag or "", record, columns)]
         )
-        return OperationResult(body)
+        return OperationResult(operation_status(operation_id, state.status, record))
 
     async def _assign(
         self, attested: Attested, payload: Any, previous: DeviceRegistrationState | None

@@ -9,7 +9,7 @@ transaction. PostgreSQL queries cross the network and go through psycopg's async
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any, Protocol
 
@@ -24,9 +24,9 @@ SQLITE_BUSY_SECONDS = 30
 class DbConnection(Protocol):
     """The part of a connection the store uses, whichever way it reaches the database."""
 
-    async def execute(self, statement: Executable) -> CursorResult[Any]: ...
-
-    def begin_nested(self) -> AbstractAsyncContextManager[Any]: ...
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> CursorResult[Any]: ...
 
 
 class Database(Protocol):
@@ -67,13 +67,10 @@ class _Inline:
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
 
-    async def execute(self, statement: Executable) -> CursorResult[Any]:
-        return self.connection.execute(statement)
-
-    @asynccontextmanager
-    async def begin_nested(self) -> AsyncIterator[None]:
-        with self.connection.begin_nested():
-            yield
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> CursorResult[Any]:
+        return self.connection.execute(statement, parameters)
 
 
 class InlineSqlite:
@@ -120,7 +117,7 @@ def _tune(dbapi_connection: Any, _record: Any) -> None:
 
 def _tune_writer(dbapi_connection: Any, record: Any) -> None:
     """The writer controls its own transactions: pysqlite's implicit BEGIN is turned off so
-    that BEGIN IMMEDIATE can be emitted and savepoints work."""
+    that BEGIN IMMEDIATE can be emitted."""
     _tune(dbapi_connection, record)
     dbapi_connection.isolation_level = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -125,14 +126,13 @@ class Store:
     """Async access to the records.
 
     Reads go straight to the database. Writes are queued to one writer that commits whatever
-    has gathered in a single transaction, each operation in a savepoint of its own (so one
-    failing operation fails alone): under load, hundreds of registrations cost one commit.
+    has gathered in a single transaction (a failing operation fails alone, see
+    `_write_pending`): under load, hundreds of registrations cost one commit.
     How the database is reached (async driver, or SQLite inline) is connections.py's business.
     """
 
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._insert = postgresql.insert if database.dialect_name == "postgresql" else sqlite.insert
         self._pending: list[tuple[WriteOp[Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -150,14 +150,8 @@ class Store:
         await self.database.dispose()
 
     async def get(self, kind: Kind, key: str) -> StoredDocument | None:
-        table = kind.table
         async with self.database.connect() as connection:
-            row = (
-                await connection.execute(
-                    sa.select(table.c.key, table.c.etag, table.c.document).where(table.c.key == key)
-                )
-            ).first()
-        return StoredDocument(row.key, row.etag, row.document) if row else None
+            return await self.fetch(connection, kind, key)
 
     async def page(
         self,
@@ -188,6 +182,10 @@ class Store:
             rows = await connection.execute(sa.select(table.c.revision).order_by(table.c.kind))
             return tuple(row.revision for row in rows)
 
+    async def keys(self, kind: Kind) -> list[str]:
+        async with self.database.connect() as connection:
+            return [row.key for row in await connection.execute(sa.select(kind.table.c.key))]
+
     async def count(self, kind: Kind) -> int:
         async with self.database.connect() as connection:
             return int(
@@ -208,26 +206,32 @@ class Store:
         return await future
 
     async def _write_pending(self) -> None:
+        """Commit what has gathered in one transaction. Should any operation fail, that
+        transaction is rolled back and each operation runs again in a transaction of its own,
+        so only the failing one fails (failures are rare: a stale etag, an existing id)."""
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
             try:
                 async with self.database.begin() as connection:
-                    for operation, future in batch:
-                        try:
-                            async with connection.begin_nested():
-                                outcomes.append((future, await operation(connection), None))
-                        except Exception as error:
-                            outcomes.append((future, None, error))
-            except Exception as error:  # the commit itself failed: nothing was written
-                outcomes = [(future, None, error) for _, future in batch]
-            for future, value, failure in outcomes:
-                if future.done():
-                    continue
-                if failure is not None:
-                    future.set_exception(failure)
-                else:
+                    results = [await operation(connection) for operation, _ in batch]
+            except Exception:
+                for operation, future in batch:
+                    await self._write_alone(operation, future)
+                continue
+            for (_, future), value in zip(batch, results, strict=True):
+                if not future.done():
                     future.set_result(value)
+
+    async def _write_alone(self, operation: WriteOp[Any], future: asyncio.Future[Any]) -> None:
+        try:
+            async with self.database.begin() as connection:
+                value = await operation(connection)
+        except Exception as error:
+            if not future.done():
+                future.set_exception(error)
+            return
+        if not future.done():
+            future.set_result(value)
 
     async def create(self, put: Put) -> None:
         """Insert a record that must not exist yet (409201 otherwise)."""
@@ -314,14 +318,8 @@ class Store:
         return found.first() is not None
 
     async def _upsert(self, connection: DbConnection, put: Put) -> None:
-        row = _row(put)
-        statement = self._insert(put.kind.table).values(**row)
-        await connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=["key"],
-                set_={name: value for name, value in row.items() if name != "key"},
-            )
-        )
+        statement = _statements(put.kind).upsert[self.database.dialect_name]
+        await connection.execute(statement, _row(put))
         await _bump(connection, put.kind)
 
 
@@ -334,10 +332,33 @@ async def _bump(connection: DbConnection, kind: Kind) -> None:
 
 
 def _row(put: Put) -> dict[str, Any]:
-    return {
-        "key": put.key,
-        "etag": put.etag,
-        "document": dict(put.document),
-        "updated_at": time.time(),
-        **put.columns,
-    }
+    row = dict.fromkeys(put.kind.table.c.keys())  # every column: the upsert names them all
+    row.update(key=put.key, etag=put.etag, document=dict(put.document), updated_at=time.time())
+    row.update(put.columns)
+    return row
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """A kind's hot statements, built once: SQLAlchemy then reuses their compiled form
+    instead of building, hashing and looking up a new statement on every call."""
+
+    select: sa.Select[Any]
+    upsert: dict[str, Any]
+
+
+@functools.cache
+def _statements(kind: Kind) -> _Statements:
+    table = kind.table
+    upserts: dict[str, Any] = {}
+    for dialect, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert)):
+        statement = insert(table)
+        upserts[dialect] = statement.on_conflict_do_update(
+            index_elements=["key"],
+            set_={column.name: statement.excluded[column.name] for column in table.c
+                  if column.name != "key"},
+        )  # fmt: skip
+    select = sa.select(table.c.key, table.c.etag, table.c.document).where(
+        table.c.key == sa.bindparam("key")
+    )
+    return _Statements(select, upserts)

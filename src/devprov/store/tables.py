@@ -26,7 +26,9 @@ def _document_table(name: str, *extra: sa.Column[str]) -> sa.Table:
 enrollments = _document_table("enrollments")
 enrollment_groups = _document_table("enrollment_groups")
 registrations = _document_table(
-    "registrations", sa.Column("group_key", sa.String(256), nullable=True, index=True)
+    "registrations",
+    sa.Column("group_key", sa.String(256), nullable=True, index=True),
+    sa.Column("operation_id", sa.String(128), nullable=True),
 )
 operations = _document_table(
     "operations", sa.Column("registration_key", sa.String(256), nullable=False, index=True)
