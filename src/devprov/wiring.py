@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ from devprov.server.routing import Router
 from devprov.server.service_api import ServiceApi
 from devprov.server.tls import TlsFiles, ensure_certificates, server_context, server_names
 from devprov.server.trust import ClientTrust
-from devprov.store.database import Store
+from devprov.store.database import Store, migrate
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ class ServeOptions:
     webhook_timeout: float = DEFAULT_TIMEOUT_SECONDS
     fast_path_seconds: float = 1.5
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    workers: int = 1
+    log_level: str = "INFO"
 
 
 def prepare(options: ServeOptions) -> tuple[Instance, TlsFiles]:
@@ -104,12 +108,14 @@ async def start(options: ServeOptions) -> Devprov:
     DeviceApi(registrations, options.max_message_bytes).add_routes(router)
     runner = web.AppRunner(build_app(router), access_log=None)
     await runner.setup()
+    shared = options.workers > 1  # several processes accept on the same ports
     site = web.TCPSite(
         runner,
         host=instance.host,
         port=instance.https_port,
         ssl_context=context,
         reuse_address=True,
+        reuse_port=shared,
     )
     await site.start()
     mqtt_server = await asyncio.get_running_loop().create_server(
@@ -118,6 +124,7 @@ async def start(options: ServeOptions) -> Devprov:
         port=instance.mqtt_port,
         ssl=context,
         reuse_address=True,
+        reuse_port=shared,
     )
     log.info(
         "devprov serving id scope %s on https://%s:%d and mqtts://%s:%d",
@@ -140,3 +147,46 @@ async def serve_forever(options: ServeOptions) -> None:
         await stop.wait()
     finally:
         await devprov.close()
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def run(options: ServeOptions) -> None:
+    """Serve until SIGINT/SIGTERM, in this process or in `options.workers` processes.
+
+    Workers share the ports (SO_REUSEPORT: the kernel spreads connections over them) and the
+    store; everything a later request may need (operations, challenges, caches' revisions)
+    lives in the store, so any worker can answer any poll. The schema is migrated once, here,
+    before they start."""
+    if options.workers <= 1:
+        asyncio.run(serve_forever(options))
+        return
+    instance, _ = prepare(options)
+    migrate(instance.database)
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker, args=(options,), name=f"devprov-worker-{number}")
+        for number in range(options.workers)
+    ]
+    for worker in workers:
+        worker.start()
+
+    def stop(signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.is_alive():
+                os.kill(worker.pid or 0, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for worker in workers:
+        worker.join()
+
+
+def _worker(options: ServeOptions) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
+    configure_logging(options.log_level)
+    asyncio.run(serve_forever(options))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +11,7 @@ from rich.table import Table
 
 from devprov.cli.common import DataDir, JsonFlag, console, err_console, instance_of, with_admin
 from devprov.config import DEFAULT_DATA_DIR
-from devprov.wiring import ServeOptions, prepare, serve_forever
+from devprov.wiring import ServeOptions, configure_logging, prepare, run
 
 
 def serve(
@@ -43,12 +41,13 @@ def serve(
     max_message_bytes: Annotated[
         int, typer.Option(help="Largest device message accepted, payload included.")
     ] = 96 * 1024,
+    workers: Annotated[
+        int, typer.Option(help="Processes serving the same ports and store (SO_REUSEPORT).")
+    ] = 1,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
     """Run devprov: the device APIs (HTTPS, MQTT, MQTT over WebSocket) and the service API."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(log_level)
     if bool(tls_cert) != bool(tls_key):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     options = ServeOptions(
@@ -62,6 +61,8 @@ def serve(
         tls_key=tls_key,
         webhook_timeout=webhook_timeout,
         max_message_bytes=max_message_bytes,
+        workers=workers,
+        log_level=log_level,
     )
     instance, tls = prepare(options)
     err_console.print(
@@ -69,7 +70,7 @@ def serve(
         f" https://{instance.host_name}:{instance.https_port} and"
         f" mqtts://{instance.host_name}:{instance.mqtt_port} (CA: {tls.ca_cert})"
     )
-    asyncio.run(serve_forever(options))
+    run(options)
 
 
 def info(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:

@@ -9,6 +9,7 @@ transaction. PostgreSQL queries cross the network and go through psycopg's async
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any, Protocol
@@ -74,9 +75,12 @@ class _Inline:
 
 
 class InlineSqlite:
-    """SQLite on the event loop's thread: a pool of readers and one writer that takes the
-    write lock when it begins (BEGIN IMMEDIATE), so writers of several processes queue in
-    SQLite's busy handler instead of failing with SQLITE_BUSY_SNAPSHOT."""
+    """SQLite on the event loop's thread: a pool of readers and one writer.
+
+    The writer takes the write lock when it begins (BEGIN IMMEDIATE), so the writers of
+    several processes (`serve --workers`) queue in SQLite's busy handler instead of failing
+    with SQLITE_BUSY_SNAPSHOT. Waiting for that lock is the one thing that may take long, so
+    it alone happens on a thread; the statements and the commit then run inline."""
 
     dialect_name = "sqlite"
 
@@ -95,8 +99,10 @@ class InlineSqlite:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[DbConnection]:
-        with self._sync(self.writer.begin) as connection:
-            yield _Inline(connection)
+        with self._sync(self.writer.connect) as connection:
+            transaction = await asyncio.to_thread(connection.begin)
+            with transaction:
+                yield _Inline(connection)
 
     @staticmethod
     @contextmanager
