@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from devprov.cli.bench import bench
 from devprov.cli.certificates import ca_app, cert_app
 from devprov.cli.device import device_app
 from devprov.cli.hubs import hub_app
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.command()(info)
+app.command()(bench)
 app.add_typer(enrollment_app, name="enrollment")
 app.add_typer(group_app, name="group")
 app.add_typer(registration_app, name="registration")

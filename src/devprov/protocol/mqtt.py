@@ -355,6 +355,38 @@ def _decode_connect(reader: _Reader) -> Connect:
     )
 
 
+def take_frame(buffer: bytearray, max_packet_bytes: int) -> tuple[int, int, bytes] | None:
+    """Cut the first whole packet off `buffer`: (type, flags, body), or None until it has
+    arrived. Raises ProtocolError for a malformed length or a packet over the limit, as soon
+    as the length says so (2.2.3)."""
+    if not buffer:
+        return None
+    length, multiplier, position = 0, 1, 1
+    while True:
+        if position >= len(buffer):
+            if position > 4:
+                raise ProtocolError("remaining length longer than four bytes")
+            return None
+        digit = buffer[position]
+        length += (digit & 0x7F) * multiplier
+        position += 1
+        if not digit & 0x80:
+            break
+        multiplier *= 128
+        if position > 4:
+            raise ProtocolError("remaining length longer than four bytes")
+    if position + length > max_packet_bytes:
+        raise ProtocolError(
+            f"packet of {position + length} bytes exceeds the {max_packet_bytes} limit"
+        )
+    if len(buffer) < position + length:
+        return None
+    first = buffer[0]
+    body = bytes(buffer[position : position + length])
+    del buffer[: position + length]
+    return first >> 4, first & 0x0F, body
+
+
 # The server side of one connection ----------------------------------------------------------
 
 
@@ -411,33 +443,7 @@ class ServerConnection:
         return packets
 
     def _next_frame(self) -> tuple[int, int, bytes] | None:
-        buffer = self._buffer
-        if not buffer:
-            return None
-        length, multiplier, position = 0, 1, 1
-        while True:
-            if position >= len(buffer):
-                if position > 4:
-                    raise ProtocolError("remaining length longer than four bytes")
-                return None
-            digit = buffer[position]
-            length += (digit & 0x7F) * multiplier
-            position += 1
-            if not digit & 0x80:
-                break
-            multiplier *= 128
-            if position > 4:
-                raise ProtocolError("remaining length longer than four bytes")
-        if position + length > self.max_packet_bytes:
-            raise ProtocolError(
-                f"packet of {position + length} bytes exceeds the {self.max_packet_bytes} limit"
-            )
-        if len(buffer) < position + length:
-            return None
-        first = buffer[0]
-        body = bytes(buffer[position : position + length])
-        del buffer[: position + length]
-        return first >> 4, first & 0x0F, body
+        return take_frame(self._buffer, self.max_packet_bytes)
 
     def _check_order(self, packet: Packet) -> None:
         if self.state is State.AWAIT_CONNECT:

@@ -1,0 +1,95 @@
+"""The baseline: a bare TLS server that answers every request at once with a fixed result.
+
+It speaks just enough HTTP/1.1 and MQTT for the generator, does no attestation, storage or
+allocation, and runs in a process of its own, as devprov does. devprov's figures are reported
+as a ratio to it: what the machine, Python's TLS and the generator allow."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ssl
+
+from devprov.protocol import mqtt
+from devprov.server.tls import server_context
+
+_ASSIGNED = b'{"operationId":"0","status":"assigned","registrationState":{"status":"assigned"}}'
+_HTTP_ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
+    + f"Content-Length: {len(_ASSIGNED)}\r\n\r\n".encode()
+    + _ASSIGNED
+)
+
+
+class HttpAnswerer(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            length = 0
+            for line in bytes(self.buffer[:end]).split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            if len(self.buffer) < end + 4 + length:
+                return
+            del self.buffer[: end + 4 + length]
+            assert self.transport is not None
+            self.transport.write(_HTTP_ANSWER)
+
+
+class MqttAnswerer(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        while (frame := mqtt.take_frame(self.buffer, 1024 * 1024)) is not None:
+            packet = mqtt.decode(*frame)
+            if isinstance(packet, mqtt.Connect):
+                self.transport.write(mqtt.encode(mqtt.ConnAck(0)))
+            elif isinstance(packet, mqtt.Subscribe):
+                self.transport.write(mqtt.encode(mqtt.SubAck(packet.packet_id, (1,))))
+            elif isinstance(packet, mqtt.Publish):
+                if packet.qos and packet.packet_id:
+                    self.transport.write(mqtt.encode(mqtt.PubAck(packet.packet_id)))
+                rid = packet.topic.split("$rid=", 1)[-1].split("&", 1)[0]
+                answer = mqtt.Publish(f"$dps/registrations/res/200/?$rid={rid}", _ASSIGNED)
+                self.transport.write(mqtt.encode(answer))
+            elif isinstance(packet, mqtt.Disconnect):
+                self.transport.close()
+
+
+async def serve(context: ssl.SSLContext, host: str, https_port: int, mqtt_port: int) -> None:
+    loop = asyncio.get_running_loop()
+    await loop.create_server(HttpAnswerer, host, https_port, ssl=context, reuse_address=True)
+    await loop.create_server(MqttAnswerer, host, mqtt_port, ssl=context, reuse_address=True)
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cert", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--https-port", type=int, required=True)
+    parser.add_argument("--mqtt-port", type=int, required=True)
+    arguments = parser.parse_args()
+    context = server_context(arguments.cert, arguments.key)
+    asyncio.run(serve(context, arguments.host, arguments.https_port, arguments.mqtt_port))
+
+
+if __name__ == "__main__":
+    main()

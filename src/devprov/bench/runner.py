@@ -1,0 +1,270 @@
+"""Runs a benchmark: starts devprov (or uses a running one), sets up a fleet, plays each
+scenario against devprov and then against the bare-TLS baseline, and measures the server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devprov.bench.fleet import Fleet
+from devprov.bench.load import Samples, Target, run_scenario
+from devprov.bench.wire import client_context
+from devprov.client.service import ServiceClient
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class BenchConfig:
+    scenarios: list[str]
+    devices: int = 5000
+    concurrency: int = 32
+    rate: float | None = None
+    workers: int = 1
+    database: str | None = None
+    data_dir: Path | None = None
+    webhook: bool = False
+    baseline: bool = True
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    completed: int
+    errors: dict[str, int]
+    per_second: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    server_cpu_ms_per_registration: float | None
+    server_rss_mb: float | None
+    baseline_per_second: float | None = None
+    ratio_to_baseline: float | None = None
+    baseline_errors: dict[str, int] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process below it (the workers of `serve --workers`)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [child for pid in frontier for child in parents.get(pid, [])]
+        tree += frontier
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / CLOCK_TICKS
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+@contextmanager
+def _process(arguments: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, process)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextmanager
+def devprov_server(config: BenchConfig) -> Iterator[tuple[dict[str, Any], int | None]]:
+    """A running devprov: the one in --data-dir, or one started here. Yields its `info` and
+    the pid to measure (None when it was not started here)."""
+    python = sys.executable
+    if config.data_dir is not None:
+        info = subprocess.run(
+            [python, "-m", "devprov.cli", "info", "--data-dir", str(config.data_dir), "--json"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        yield json.loads(info.stdout), None
+        return
+    with tempfile.TemporaryDirectory(prefix="devprov-bench-") as scratch:
+        data_dir, https_port = Path(scratch) / "data", free_port()
+        arguments = [
+            python, "-m", "devprov.cli", "serve", "--data-dir", str(data_dir),
+            "--host", "127.0.0.1", "--https-port", str(https_port),
+            "--mqtt-port", str(free_port()), "--workers", str(config.workers),
+            "--log-level", "WARNING",
+        ]  # fmt: skip
+        if config.database:
+            arguments += ["--db", config.database]
+        with _process(arguments, https_port) as process:
+            info = subprocess.run(
+                [python, "-m", "devprov.cli", "info", "--data-dir", str(data_dir), "--json"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            details = json.loads(info.stdout)
+            details["tls"] = str(data_dir / "tls")
+            yield details, process.pid
+
+
+async def _prepare_fleet(info: dict[str, Any], webhook_url: str | None) -> Fleet:
+    service = ServiceClient(info["serviceConnectionString"], ca_file=info["caCertificatePath"])
+    await service.link_hub("bench-hub-1.example")
+    await service.link_hub("bench-hub-2.example", allocationWeight=2)
+    group_id = f"bench-{secrets.token_hex(4)}"
+    group: dict[str, Any] = {"enrollmentGroupId": group_id, "attestation": {"type": "symmetricKey"}}
+    if webhook_url:
+        group["allocationPolicy"] = "custom"
+        group["customAllocationDefinition"] = {
+            "webhookUrl": webhook_url,
+            "apiVersion": "2021-10-01",
+        }
+    created = await service.put_group(group)
+    return Fleet(info["idScope"], created["attestation"]["symmetricKey"]["primaryKey"], group_id)
+
+
+def run_benchmark(
+    config: BenchConfig, progress: Callable[[str, int], Callable[[int], None]]
+) -> list[ScenarioResult]:
+    """Every scenario against devprov, then (optionally) against the baseline."""
+    results: list[ScenarioResult] = []
+    with devprov_server(config) as (info, pid):
+        webhook_port = free_port()
+        webhook = (
+            _process([sys.executable, "-m", "devprov.bench.webhook", "--port", str(webhook_port)],
+                     webhook_port)
+            if config.webhook else None
+        )  # fmt: skip
+        with webhook or _nothing():
+            url = f"http://127.0.0.1:{webhook_port}/allocate" if webhook else None
+            fleet = asyncio.run(_prepare_fleet(info, url))
+            context = client_context(info["caCertificatePath"])
+            target = Target("127.0.0.1", info["httpsPort"], info["mqttPort"], context)
+            for scenario in config.scenarios:
+                pids = process_tree(pid) if pid else []
+                before = cpu_seconds(pids)
+                devices = range(config.devices)
+                scenario_fleet = Fleet(
+                    fleet.id_scope, fleet.group_key, f"{fleet.prefix}-{scenario}"
+                )
+                samples = asyncio.run(
+                    run_scenario(
+                        scenario, target, scenario_fleet, devices, concurrency=config.concurrency,
+                        rate=config.rate, progress=progress(scenario, config.devices),
+                    )
+                )  # fmt: skip
+                cpu = cpu_seconds(pids) - before if pids else None
+                results.append(_result(scenario, samples, cpu, rss_mb(pids) if pids else None))
+        if config.baseline and "tls" in info:
+            _run_baseline(config, info, fleet, results, progress)
+    return results
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _run_baseline(
+    config: BenchConfig,
+    info: dict[str, Any],
+    fleet: Fleet,
+    results: list[ScenarioResult],
+    progress: Callable[[str, int], Callable[[int], None]],
+) -> None:
+    https_port, mqtt_port = free_port(), free_port()
+    tls = Path(info["tls"])
+    arguments = [
+        sys.executable, "-m", "devprov.bench.baseline", "--cert", str(tls / "server.pem"),
+        "--key", str(tls / "server-key.pem"), "--https-port", str(https_port),
+        "--mqtt-port", str(mqtt_port),
+    ]  # fmt: skip
+    with _process(arguments, https_port):
+        target = Target(
+            "127.0.0.1", https_port, mqtt_port, client_context(info["caCertificatePath"])
+        )
+        for result in results:
+            samples = asyncio.run(
+                run_scenario(
+                    result.scenario, target, fleet, range(config.devices),
+                    concurrency=config.concurrency, rate=config.rate,
+                    progress=progress(f"baseline {result.scenario}", config.devices),
+                )
+            )  # fmt: skip
+            result.baseline_per_second = samples.completed / samples.elapsed
+            result.ratio_to_baseline = result.per_second / result.baseline_per_second
+            result.baseline_errors = dict(samples.errors)
+
+
+def _result(
+    scenario: str, samples: Samples, cpu: float | None, rss: float | None
+) -> ScenarioResult:
+    completed = samples.completed
+    return ScenarioResult(
+        scenario=scenario,
+        completed=completed,
+        errors=dict(samples.errors),
+        per_second=completed / samples.elapsed if samples.elapsed else 0.0,
+        p50_ms=samples.percentile(0.50) * 1000,
+        p95_ms=samples.percentile(0.95) * 1000,
+        p99_ms=samples.percentile(0.99) * 1000,
+        server_cpu_ms_per_registration=cpu * 1000 / completed if cpu and completed else None,
+        server_rss_mb=rss,
+    )
+
+
+def as_json(results: list[ScenarioResult]) -> str:
+    return json.dumps([asdict(result) for result in results], indent=2)

@@ -1,0 +1,96 @@
+"""`devprov bench`: play a fleet against devprov and a bare-TLS baseline; print the figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from devprov.bench.load import SCENARIOS
+from devprov.bench.runner import BenchConfig, ScenarioResult, as_json, run_benchmark
+from devprov.cli.common import JsonFlag, console, err_console
+
+
+def bench(
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Scenario to run (repeat); default all: {', '.join(SCENARIOS)}."),
+    ] = None,
+    devices: Annotated[int, typer.Option(help="Devices registered per scenario.")] = 5000,
+    concurrency: Annotated[int, typer.Option(help="Devices registering at once.")] = 32,
+    rate: Annotated[
+        float | None, typer.Option(help="Open loop: devices arrive at this rate per second.")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="`serve --workers` for the devprov started.")] = 1,
+    db: Annotated[str | None, typer.Option(help="Database URL for the devprov started.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Use the devprov of this data dir instead of starting one.")
+    ] = None,
+    webhook: Annotated[bool, typer.Option(help="Allocate through a custom webhook.")] = False,
+    baseline: Annotated[bool, typer.Option(help="Also measure the bare-TLS baseline.")] = True,
+    as_json_output: JsonFlag = False,
+) -> None:
+    """Provision a fleet of virtual devices and report rate, latency and server CPU."""
+    unknown = set(scenario or []) - set(SCENARIOS)
+    if unknown:
+        raise typer.BadParameter(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")
+    config = BenchConfig(
+        scenarios=list(scenario or SCENARIOS),
+        devices=devices,
+        concurrency=concurrency,
+        rate=rate,
+        workers=workers,
+        database=db,
+        data_dir=data_dir,
+        webhook=webhook,
+        baseline=baseline,
+    )
+    with Progress(
+        TextColumn("{task.description:<30}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=as_json_output,
+    ) as progress:
+
+        def tracker(name: str, total: int) -> Callable[[int], None]:
+            task = progress.add_task(name, total=total)
+            return lambda done: progress.advance(task, done)
+
+        results = run_benchmark(config, tracker)
+    if as_json_output:
+        print(as_json(results))
+    else:
+        console.print(_table(results))
+
+
+def _table(results: list[ScenarioResult]) -> Table:
+    table = Table(title="devprov bench")
+    for column in (
+        "scenario", "registrations/s", "p50 ms", "p95 ms", "p99 ms", "errors",
+        "server CPU ms/reg", "server RSS MB", "baseline/s", "ratio",
+    ):  # fmt: skip
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    for result in results:
+        table.add_row(
+            result.scenario,
+            f"{result.per_second:.0f}",
+            f"{result.p50_ms:.1f}",
+            f"{result.p95_ms:.1f}",
+            f"{result.p99_ms:.1f}",
+            str(sum(result.errors.values())),
+            _maybe(result.server_cpu_ms_per_registration, "{:.2f}"),
+            _maybe(result.server_rss_mb, "{:.0f}"),
+            _maybe(result.baseline_per_second, "{:.0f}"),
+            _maybe(result.ratio_to_baseline, "{:.2f}"),
+        )
+    return table
+
+
+def _maybe(value: float | None, form: str) -> str:
+    return "-" if value is None else form.format(value)
