@@ -14,7 +14,7 @@ from devprov.attestation.x509 import KnownCa, load_certificate
 from devprov.domain.models import EnrollmentGroup, IndividualEnrollment, LinkedHub
 from devprov.store.database import Kind, Store
 
-MAX_CACHED_INDIVIDUALS = 50_000
+MAX_CACHED_INDIVIDUALS = 10_000
 
 
 class Directory:

@@ -16,6 +16,7 @@ from devprov.admin import Admin
 from devprov.allocation.custom import DEFAULT_TIMEOUT_SECONDS, WebhookClient
 from devprov.config import Instance, ensure_instance
 from devprov.hubs.registry import RegistryConnector
+from devprov.memory import trim_forever
 from devprov.protocol.dps import DEFAULT_MAX_MESSAGE_BYTES
 from devprov.registration import RegistrationService, RegistrationSettings
 from devprov.server.app import build_app
@@ -139,6 +140,7 @@ async def start(options: ServeOptions) -> Devprov:
 
 async def serve_forever(options: ServeOptions) -> None:
     devprov = await start(options)
+    trimmer = asyncio.create_task(trim_forever())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -146,6 +148,7 @@ async def serve_forever(options: ServeOptions) -> None:
     try:
         await stop.wait()
     finally:
+        trimmer.cancel()
         await devprov.close()
 
 
