@@ -77,6 +77,11 @@ GROUP = EnrollmentKind(
 )
 
 
+def _put(spec: EnrollmentKind[EnrollmentT], key: str, record: EnrollmentT) -> Put:
+    columns = {"attestation": record.attestation.type}
+    return Put(spec.kind, key, record.etag or "", record.to_wire(), columns)
+
+
 def encode_continuation(key: str) -> str:
     return base64.urlsafe_b64encode(key.encode()).decode()
 
@@ -119,7 +124,7 @@ class Admin:
         stored = await self.store.get(spec.kind, key)
         existing = spec.model.model_validate(stored.document) if stored else None
         record = prepare_for_write(incoming, existing, path_id)
-        await self.store.replace(Put(spec.kind, key, record.etag or "", record.to_wire()), if_match)
+        await self.store.replace(_put(spec, key, record), if_match)
         return record.to_wire()
 
     async def get(self, spec: EnrollmentKind[EnrollmentT], record_id: str) -> dict[str, Any]:
@@ -187,9 +192,7 @@ class Admin:
         if mode == "create":
             incoming = parse_model(spec.model, item, spec.noun)
             record = prepare_for_write(incoming, None)
-            await self.store.create(
-                Put(spec.kind, id_key(item_id), record.etag or "", record.to_wire())
-            )
+            await self.store.create(_put(spec, id_key(item_id), record))
             return
         if_match = item.get("etag") if mode == "updateIfMatchETag" else None
         if mode == "updateIfMatchETag" and not if_match:

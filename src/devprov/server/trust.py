@@ -37,7 +37,11 @@ from devprov.store.database import Kind, Store
 log = logging.getLogger(__name__)
 NO_CHECK_TIME = 0x200000  # X509_V_FLAG_NO_CHECK_TIME: dates are checked by the application
 REFRESH_SECONDS = 1.0
-_WATCHED = (Kind.ENROLLMENT, Kind.GROUP, Kind.CERTIFICATE)
+_WATCHED = (
+    (Kind.ENROLLMENT, {"attestation": "x509"}),
+    (Kind.GROUP, {"attestation": "x509"}),
+    (Kind.CERTIFICATE, None),
+)
 _ENCODING_DER = 2  # _ssl.ENCODING_DER, for the 3.10-3.12 private certificate objects
 
 
@@ -97,8 +101,8 @@ class ClientTrust:
         if marker == self._seen:
             return
         added = 0
-        for kind in _WATCHED:
-            for row in await self.store.page(kind):
+        for kind, where in _WATCHED:
+            for row in await self.store.page(kind, where=where):
                 for text in anchors_in(row.document):
                     added += self._trust(text)
         self._seen = marker

@@ -23,8 +23,12 @@ def _document_table(name: str, *extra: sa.Column[str]) -> sa.Table:
     )
 
 
-enrollments = _document_table("enrollments")
-enrollment_groups = _document_table("enrollment_groups")
+enrollments = _document_table(
+    "enrollments", sa.Column("attestation", sa.String(32), nullable=True, index=True)
+)
+enrollment_groups = _document_table(
+    "enrollment_groups", sa.Column("attestation", sa.String(32), nullable=True, index=True)
+)
 registrations = _document_table(
     "registrations",
     sa.Column("group_key", sa.String(256), nullable=True, index=True),
