@@ -20,8 +20,10 @@ from typing import Any
 
 from devprov.bench.fleet import Fleet
 from devprov.bench.load import Samples, Target, run_scenario
+from devprov.bench.seed import seed
 from devprov.bench.wire import client_context
 from devprov.client.service import ServiceClient
+from devprov.config import ensure_instance
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -37,6 +39,8 @@ class BenchConfig:
     data_dir: Path | None = None
     webhook: bool = False
     baseline: bool = True
+    seed_registrations: int = 0
+    seed_enrollments: int = 0
 
 
 @dataclass
@@ -142,6 +146,14 @@ def devprov_server(config: BenchConfig) -> Iterator[tuple[dict[str, Any], int | 
         return
     with tempfile.TemporaryDirectory(prefix="devprov-bench-") as scratch:
         data_dir, https_port = Path(scratch) / "data", free_port()
+        if config.seed_registrations or config.seed_enrollments:
+            instance = ensure_instance(data_dir, database=config.database)
+            seed(
+                instance.database,
+                config.seed_registrations,
+                config.seed_enrollments,
+                lambda _name, _count: None,
+            )
         arguments = [
             python, "-m", "devprov.cli", "serve", "--data-dir", str(data_dir),
             "--host", "127.0.0.1", "--https-port", str(https_port),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from devprov.cli.bench import bench
+from devprov.cli.bench import bench, bench_seed
 from devprov.cli.certificates import ca_app, cert_app
 from devprov.cli.device import device_app
 from devprov.cli.hubs import hub_app
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.command()(serve)
 app.command()(info)
 app.command()(bench)
+app.command("bench-seed")(bench_seed)
 app.add_typer(enrollment_app, name="enrollment")
 app.add_typer(group_app, name="group")
 app.add_typer(registration_app, name="registration")

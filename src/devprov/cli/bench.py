@@ -12,7 +12,9 @@ from rich.table import Table
 
 from devprov.bench.load import SCENARIOS
 from devprov.bench.runner import BenchConfig, ScenarioResult, as_json, run_benchmark
-from devprov.cli.common import JsonFlag, console, err_console
+from devprov.bench.seed import seed
+from devprov.cli.common import DataDir, JsonFlag, console, err_console, instance_of
+from devprov.config import DEFAULT_DATA_DIR
 
 
 def bench(
@@ -32,6 +34,12 @@ def bench(
     ] = None,
     webhook: Annotated[bool, typer.Option(help="Allocate through a custom webhook.")] = False,
     baseline: Annotated[bool, typer.Option(help="Also measure the bare-TLS baseline.")] = True,
+    seed_registrations: Annotated[
+        int, typer.Option(help="Registration records put in the store first (bulk).")
+    ] = 0,
+    seed_enrollments: Annotated[
+        int, typer.Option(help="Individual enrollments put in the store first (bulk).")
+    ] = 0,
     as_json_output: JsonFlag = False,
 ) -> None:
     """Provision a fleet of virtual devices and report rate, latency and server CPU."""
@@ -48,6 +56,8 @@ def bench(
         data_dir=data_dir,
         webhook=webhook,
         baseline=baseline,
+        seed_registrations=seed_registrations,
+        seed_enrollments=seed_enrollments,
     )
     with Progress(
         TextColumn("{task.description:<30}"),
@@ -94,3 +104,21 @@ def _table(results: list[ScenarioResult]) -> Table:
 
 def _maybe(value: float | None, form: str) -> str:
     return "-" if value is None else form.format(value)
+
+
+def bench_seed(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    registrations: Annotated[int, typer.Option(help="Registration records to add.")] = 1_000_000,
+    enrollments: Annotated[int, typer.Option(help="Individual enrollments to add.")] = 100_000,
+) -> None:
+    """Fill the store of a data dir with records, to benchmark devprov with a large store."""
+    database = instance_of(data_dir).database
+    with Progress(
+        TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err_console,
+    ) as progress:  # fmt: skip
+        tasks = {
+            "enrollments": progress.add_task("enrollments", total=enrollments),
+            "registrations": progress.add_task("registrations", total=registrations),
+        }
+        seed(database, registrations, enrollments, lambda name, n: progress.advance(tasks[name], n))
