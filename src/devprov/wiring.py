@@ -6,6 +6,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,7 @@ async def start(options: ServeOptions) -> Devprov:
 
 
 async def serve_forever(options: ServeOptions) -> None:
+    raise_file_limit()
     devprov = await start(options)
     trimmer = asyncio.create_task(trim_forever())
     stop = asyncio.Event()
@@ -150,6 +152,13 @@ async def serve_forever(options: ServeOptions) -> None:
     finally:
         trimmer.cancel()
         await devprov.close()
+
+
+def raise_file_limit() -> int:
+    """Allow as many open files as the hard limit does: every connection is one."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 def configure_logging(level: str) -> None:

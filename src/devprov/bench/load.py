@@ -94,19 +94,21 @@ async def _https_register(fleet: Fleet, number: int, connection: _Connection) ->
         raise WireError(f"http {status}")
 
 
-async def _mqtt_register(fleet: Fleet, number: int, target: Target) -> None:
-    registration_id = fleet.registration_id(number)
+async def connect_mqtt_device(
+    fleet: Fleet, registration_id: str, target: Target, keep_alive: int = 60
+) -> MqttClient:
+    """A device's MQTT connection, accepted and subscribed to the response topics."""
     reader, writer = await asyncio.open_connection(
         target.host, target.mqtt_port, ssl=target.context
     )
+    client = MqttClient(reader, writer)
     try:
-        client = MqttClient(reader, writer)
         client.send(
             mqtt.Connect(
                 client_id=registration_id,
                 username=f"{fleet.id_scope}/registrations/{registration_id}/api-version=1",
                 password=fleet.token(registration_id).encode(),
-                keep_alive=60,
+                keep_alive=keep_alive,
             )
         )
         connack = await client.packet()
@@ -114,6 +116,16 @@ async def _mqtt_register(fleet: Fleet, number: int, target: Target) -> None:
             raise WireError("connack refused")
         client.send(mqtt.Subscribe(1, (("$dps/registrations/res/#", 1),)))
         await client.packet()
+    except BaseException:
+        writer.close()
+        raise
+    return client
+
+
+async def _mqtt_register(fleet: Fleet, number: int, target: Target) -> None:
+    registration_id = fleet.registration_id(number)
+    client = await connect_mqtt_device(fleet, registration_id, target)
+    try:
         client.publish(
             "$dps/registrations/PUT/iotdps-register/?$rid=1", fleet.body(registration_id)
         )
@@ -130,7 +142,7 @@ async def _mqtt_register(fleet: Fleet, number: int, target: Target) -> None:
             raise WireError(f"mqtt {status}")
         client.send(mqtt.Disconnect())
     finally:
-        writer.close()
+        client.writer.close()
 
 
 async def run_scenario(

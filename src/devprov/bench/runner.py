@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from devprov.bench.fleet import Fleet
+from devprov.bench.idle import IdleResult, hold_idle
 from devprov.bench.load import Samples, Target, run_scenario
 from devprov.bench.seed import seed
 from devprov.bench.wire import client_context
 from devprov.client.service import ServiceClient
 from devprov.config import ensure_instance
+from devprov.wiring import raise_file_limit
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -280,3 +282,29 @@ def _result(
 
 def as_json(results: list[ScenarioResult]) -> str:
     return json.dumps([asdict(result) for result in results], indent=2)
+
+
+def run_idle(config: BenchConfig, connections: int) -> IdleResult:
+    """Hold `connections` idle MQTT devices on a devprov started here; its memory per device."""
+    raise_file_limit()
+    with devprov_server(config) as (info, pid):
+        assert pid is not None, "bench-idle measures a devprov it starts itself"
+        fleet = asyncio.run(_prepare_fleet(info, None))
+        target = Target(
+            "127.0.0.1",
+            info["httpsPort"],
+            info["mqttPort"],
+            client_context(info["caCertificatePath"]),
+        )
+        pids = process_tree(pid)
+
+        async def measure() -> IdleResult:
+            await asyncio.sleep(11)  # let the server's periodic trim run once first
+            before = rss_mb(pids)
+            clients = await hold_idle(target, fleet, connections)
+            after = rss_mb(pids)
+            for client in clients:
+                client.writer.close()
+            return IdleResult(len(clients), connections - len(clients), before, after)
+
+        return asyncio.run(measure())

@@ -11,7 +11,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from devprov.bench.load import SCENARIOS
-from devprov.bench.runner import BenchConfig, ScenarioResult, as_json, run_benchmark
+from devprov.bench.runner import (
+    BenchConfig,
+    ScenarioResult,
+    as_json,
+    run_benchmark,
+    run_idle,
+)
 from devprov.bench.seed import seed
 from devprov.cli.common import DataDir, JsonFlag, console, err_console, instance_of
 from devprov.config import DEFAULT_DATA_DIR
@@ -122,3 +128,16 @@ def bench_seed(
             "registrations": progress.add_task("registrations", total=registrations),
         }
         seed(database, registrations, enrollments, lambda name, n: progress.advance(tasks[name], n))
+
+
+def bench_idle(
+    connections: Annotated[int, typer.Option(help="Idle MQTT devices to hold.")] = 5000,
+    db: Annotated[str | None, typer.Option(help="Database URL for the devprov started.")] = None,
+) -> None:
+    """Memory an idle MQTT device costs the server (TLS, CONNECT and SUBSCRIBE, then nothing)."""
+    result = run_idle(BenchConfig(scenarios=[], database=db), connections)
+    console.print(
+        f"{result.connections} idle MQTT connections ({result.failed} failed): server RSS"
+        f" {result.rss_before_mb:.0f} MB -> {result.rss_after_mb:.0f} MB,"
+        f" {result.kb_per_connection:.1f} KB a connection"
+    )
