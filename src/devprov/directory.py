@@ -30,9 +30,11 @@ class Directory:
         self._hubs: list[LinkedHub] | None = None
         self._cas: dict[str, KnownCa] | None = None
 
-    async def refresh(self) -> None:
-        """Drop everything if anything changed since the last look. Call once per use."""
-        revisions = await self.store.revisions()
+    async def refresh(self, revisions: tuple[int, ...] | None = None) -> None:
+        """Drop everything if anything changed since the last look. Call once per use, with
+        the store's revisions if the caller has just read them."""
+        if revisions is None:
+            revisions = await self.store.revisions()
         if revisions != self._revisions:
             self.invalidate()
             self._revisions = revisions

@@ -45,7 +45,7 @@ from devprov.domain.models import (
 )
 from devprov.hubs.connector import DeviceIdentity, HubConnector
 from devprov.protocol.dps import RegisterRequest, new_operation_id, operation_status
-from devprov.store.database import Kind, Put, Store
+from devprov.store.database import Kind, Put, Store, StoredDocument
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,13 @@ class RegistrationSettings:
     id_scope: str
     fast_path_seconds: float = 1.5
     retry_after_seconds: int = 1
+
+
+@dataclass(frozen=True)
+class _Known:
+    """The registration record as read just before, so allocation need not read it again."""
+
+    record: StoredDocument | None
 
 
 @dataclass(frozen=True)
@@ -108,14 +115,24 @@ class RegistrationService:
         self, id_scope: str, registration_id: str, proof: DeviceProof, request: RegisterRequest
     ) -> OperationResult:
         _check_body_id(request, registration_id)
-        attested = await self.attest(id_scope, registration_id, proof, registering=True)
-        return await self.start(attested, request)
+        # One round trip answers both what the caches need and what allocation will.
+        revisions, previous = await self.store.revisions_and(
+            Kind.REGISTRATION, id_key(registration_id)
+        )
+        attested = await self.attest(
+            id_scope, registration_id, proof, registering=True, revisions=revisions
+        )
+        return await self.start(attested, request, _Known(previous))
 
-    async def start(self, attested: Attested, request: RegisterRequest) -> OperationResult:
+    async def start(
+        self, attested: Attested, request: RegisterRequest, previous: _Known | None = None
+    ) -> OperationResult:
         """Register a device whose proof was already checked (MQTT checks it at CONNECT)."""
         _check_body_id(request, attested.registration_id)
         operation_id = new_operation_id()
-        task = asyncio.create_task(self._provision(attested, operation_id, request.payload))
+        task = asyncio.create_task(
+            self._provision(attested, operation_id, request.payload, previous)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         done, _ = await asyncio.wait({task}, timeout=self.settings.fast_path_seconds)
@@ -194,6 +211,7 @@ class RegistrationService:
         proof: DeviceProof,
         *,
         registering: bool = False,
+        revisions: tuple[int, ...] | None = None,
     ) -> Attested:
         """Check who the device is: its id scope, its id, and the proof it sent.
 
@@ -204,7 +222,7 @@ class RegistrationService:
         if id_scope.lower() != self.settings.id_scope.lower():
             raise unauthorized(f"The id scope {id_scope!r} is not served here.")
         key = id_key(registration_id)
-        await self.directory.refresh()
+        await self.directory.refresh(revisions)
         individual = await self.directory.individual(key)
         if proof.tpm is not None and proof.authorization is None:
             record, challenge = tpm_device.challenge(
@@ -253,10 +271,12 @@ class RegistrationService:
         await self.webhooks.close()
 
     async def _provision(
-        self, attested: Attested, operation_id: str, payload: Any
+        self, attested: Attested, operation_id: str, payload: Any, known: _Known | None
     ) -> OperationResult:
         registration_key = id_key(attested.registration_id)
-        previous_row = await self.store.get(Kind.REGISTRATION, registration_key)
+        previous_row = (
+            known.record if known else await self.store.get(Kind.REGISTRATION, registration_key)
+        )
         previous = (
             DeviceRegistrationState.model_validate(previous_row.document) if previous_row else None
         )

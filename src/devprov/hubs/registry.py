@@ -22,10 +22,10 @@ class RegistryConnector:
         key = hub_device_key(identity.hub_host_name, identity.device_id)
 
         async def upsert(connection: DbConnection) -> None:
-            existing = await self.store.fetch(connection, Kind.HUB_DEVICE, key)
             twin = identity.initial_twin
-            if twin is None and existing is not None:
-                twin = existing.document.get("twin")  # a twin is only (re)set when asked
+            if twin is None:  # a twin is only (re)set when asked: keep the one it has
+                existing = await self.store.fetch(connection, Kind.HUB_DEVICE, key)
+                twin = existing.document.get("twin") if existing else None
             document = {
                 "deviceId": identity.device_id,
                 "hubHostName": identity.hub_host_name,

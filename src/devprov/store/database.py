@@ -182,6 +182,18 @@ class Store:
             rows = await connection.execute(sa.select(table.c.revision).order_by(table.c.kind))
             return tuple(row.revision for row in rows)
 
+    async def revisions_and(
+        self, kind: Kind, key: str
+    ) -> tuple[tuple[int, ...], StoredDocument | None]:
+        """`revisions()` and `get(kind, key)` in one round trip (a register needs both)."""
+        async with self.database.connect() as connection:
+            rows = (await connection.execute(_statements(kind).with_revisions, {"key": key})).all()
+        record = next(
+            (StoredDocument(r.key, r.etag, r.document) for r in rows if r.source == "record"), None
+        )
+        revisions = sorted((r.key, r.revision) for r in rows if r.source == "revision")
+        return tuple(revision for _, revision in revisions), record
+
     async def keys(self, kind: Kind) -> list[str]:
         async with self.database.connect() as connection:
             return [row.key for row in await connection.execute(sa.select(kind.table.c.key))]
@@ -345,6 +357,7 @@ class _Statements:
 
     select: sa.Select[Any]
     upsert: dict[str, Any]
+    with_revisions: sa.CompoundSelect[Any]
 
 
 @functools.cache
@@ -361,4 +374,18 @@ def _statements(kind: Kind) -> _Statements:
     select = sa.select(table.c.key, table.c.etag, table.c.document).where(
         table.c.key == sa.bindparam("key")
     )
-    return _Statements(select, upserts)
+    revisions = tables.revisions
+    # The record's select comes first: a UNION takes its column types (JSON) from it.
+    with_revisions = sa.union_all(
+        sa.select(
+            sa.literal("record").label("source"),
+            table.c.key,
+            sa.literal(0).label("revision"),
+            table.c.etag,
+            table.c.document,
+        ).where(table.c.key == sa.bindparam("key")),
+        sa.select(
+            sa.literal("revision"), revisions.c.kind, revisions.c.revision, sa.null(), sa.null()
+        ),
+    )
+    return _Statements(select, upserts, with_revisions)
