@@ -1,9 +1,9 @@
 """The registration service: attest, allocate, create the hub identity, remember the result.
 
-Every transport (HTTPS now, MQTT next) calls this one service and only translates wire messages.
-A registration runs as a task; when it finishes within `fast_path_seconds` the register call is
-answered `assigned` at once (the official SDKs accept that), otherwise the device is told
-`assigning` and polls the operation, which the finished task writes to the store.
+Every transport (HTTPS, MQTT, MQTT over WebSocket) calls this one service and only translates
+wire messages. A registration runs as a task; when it finishes within `fast_path_seconds` the
+register call is answered `assigned` at once (the official SDKs accept that), otherwise the
+device is told `assigning` and polls the operation, which the finished task writes to the store.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 
@@ -48,6 +48,7 @@ from devprov.protocol.dps import RegisterRequest, new_operation_id, operation_st
 from devprov.store.database import Kind, Put, Store, StoredDocument
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -130,11 +131,7 @@ class RegistrationService:
         """Register a device whose proof was already checked (MQTT checks it at CONNECT)."""
         _check_body_id(request, attested.registration_id)
         operation_id = new_operation_id()
-        task = asyncio.create_task(
-            self._provision(attested, operation_id, request.payload, previous)
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task = self._spawn(self._provision(attested, operation_id, request.payload, previous))
         done, _ = await asyncio.wait({task}, timeout=self.settings.fast_path_seconds)
         if done:
             return task.result()  # answered at once: no device will poll this operation
@@ -155,10 +152,12 @@ class RegistrationService:
         task.add_done_callback(record_result)
         return OperationResult(pending, self.settings.retry_after_seconds)
 
-    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """A task kept until it ends (and cancelled by `close`)."""
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def operation_status(
         self, id_scope: str, registration_id: str, operation_id: str, proof: DeviceProof

@@ -25,7 +25,13 @@ from devprov.server.device_api import DeviceApi
 from devprov.server.mqtt import MqttTlsProtocol
 from devprov.server.routing import Router
 from devprov.server.service_api import ServiceApi
-from devprov.server.tls import TlsFiles, ensure_certificates, server_context, server_names
+from devprov.server.tls import (
+    TlsFiles,
+    ensure_certificates,
+    server_context,
+    server_names,
+    small_tls_buffers,
+)
 from devprov.server.trust import ClientTrust
 from devprov.store.database import Store, migrate
 
@@ -102,6 +108,7 @@ async def start(options: ServeOptions) -> Devprov:
     router = Router()
     known_hosts = {name.lower() for name in server_names(instance.host, instance.names)}
     known_hosts.add(instance.host_name.lower())
+    small_tls_buffers()
     context = server_context(tls.cert, tls.key)
     trust = ClientTrust(context, store)
     await trust.refresh()

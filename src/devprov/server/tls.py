@@ -6,6 +6,8 @@ The server certificate is remade when the names it must carry change (a new --ho
 
 from __future__ import annotations
 
+import asyncio
+import asyncio.sslproto
 import ipaddress
 import os
 import ssl
@@ -63,6 +65,19 @@ def ensure_certificates(tls_dir: Path, names: list[str]) -> TlsFiles:
             + ca.public_bytes(serialization.Encoding.PEM)
         )
     return TlsFiles(ca_cert_path, cert_path, key_path)
+
+
+# asyncio's TLS transport gives every connection a read buffer of `SSLProtocol.max_size`
+# bytes, 256 KiB in Python 3.11: 5,000 idle MQTT devices cost 1.4 GB. A TLS record carries at
+# most 16 KiB, so a buffer of one record loses nothing but the memory (measured in
+# BENCHMARKS.md with `devprov bench-idle`).
+TLS_READ_BUFFER_BYTES = 16 * 1024
+
+
+def small_tls_buffers() -> None:
+    protocol = getattr(asyncio.sslproto, "SSLProtocol", None)
+    if protocol is not None and getattr(protocol, "max_size", 0) > TLS_READ_BUFFER_BYTES:
+        protocol.max_size = TLS_READ_BUFFER_BYTES
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
