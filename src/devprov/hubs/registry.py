@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from devprov.domain.clock import new_etag, now_timestamp
 from devprov.hubs.connector import DeviceIdentity
 from devprov.store.connections import DbConnection
@@ -21,11 +23,7 @@ class RegistryConnector:
     async def upsert_device(self, identity: DeviceIdentity) -> None:
         key = hub_device_key(identity.hub_host_name, identity.device_id)
 
-        async def upsert(connection: DbConnection) -> None:
-            twin = identity.initial_twin
-            if twin is None:  # a twin is only (re)set when asked: keep the one it has
-                existing = await self.store.fetch(connection, Kind.HUB_DEVICE, key)
-                twin = existing.document.get("twin") if existing else None
+        def record(twin: dict[str, Any] | None) -> Put:
             document = {
                 "deviceId": identity.device_id,
                 "hubHostName": identity.hub_host_name,
@@ -36,11 +34,20 @@ class RegistryConnector:
                 "lastUpdatedDateTimeUtc": now_timestamp(),
             }
             columns = {"hub_key": identity.hub_host_name.lower()}
+            return Put(Kind.HUB_DEVICE, key, new_etag(), document, columns)
+
+        if identity.initial_twin is not None:
+            await self.store.write([record(identity.initial_twin)])  # merged with its batch
+            return
+
+        async def keep_twin(connection: DbConnection) -> None:
+            """A twin is only (re)set when asked: keep the one the device has."""
+            existing = await self.store.fetch(connection, Kind.HUB_DEVICE, key)
             await self.store.upsert(
-                connection, Put(Kind.HUB_DEVICE, key, new_etag(), document, columns)
+                connection, record(existing.document.get("twin") if existing else None)
             )
 
-        await self.store.run(upsert)
+        await self.store.run(keep_twin)
 
     async def remove_device(self, hub_host_name: str, device_id: str) -> None:
         await self.store.delete(Kind.HUB_DEVICE, hub_device_key(hub_host_name, device_id))

@@ -10,7 +10,7 @@ transaction. PostgreSQL queries cross the network and go through psycopg's async
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any, Protocol
 
@@ -20,13 +20,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.sql.base import Executable
 
 SQLITE_BUSY_SECONDS = 30
+Parameters = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None  # one row, or many
 
 
 class DbConnection(Protocol):
     """The part of a connection the store uses, whichever way it reaches the database."""
 
     async def execute(
-        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+        self, statement: Executable, parameters: Parameters = None
     ) -> CursorResult[Any]: ...
 
 
@@ -82,7 +83,7 @@ class _Inline:
         self.connection = connection
 
     async def execute(
-        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+        self, statement: Executable, parameters: Parameters = None
     ) -> CursorResult[Any]:
         return self.connection.execute(statement, parameters)
 

@@ -225,7 +225,7 @@ class Store:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             try:
                 async with self.database.begin() as connection:
-                    results = [await operation(connection) for operation, _ in batch]
+                    results = await self._run_batch(connection, [op for op, _ in batch])
             except Exception:
                 for operation, future in batch:
                     await self._write_alone(operation, future)
@@ -303,12 +303,34 @@ class Store:
 
     async def write(self, puts: Sequence[Put]) -> None:
         """Upsert several records together: all of them are written, or none."""
+        await self.run(_Upserts(self, tuple(puts)))
 
-        async def upsert_all(connection: DbConnection) -> None:
-            for put in puts:
-                await self._upsert(connection, put)
+    async def _run_batch(
+        self, connection: DbConnection, operations: list[WriteOp[Any]]
+    ) -> list[Any]:
+        """Run a batch in order; consecutive plain upserts (most of a busy batch: registration
+        records, hub devices) go to the database as one executemany per kind."""
+        results: list[Any] = []
+        run: list[Put] = []
+        for operation in operations:
+            if isinstance(operation, _Upserts):
+                run.extend(operation.puts)
+                results.append(None)
+                continue
+            await self._upsert_many(connection, run)
+            run = []
+            results.append(await operation(connection))
+        await self._upsert_many(connection, run)
+        return results
 
-        await self.run(upsert_all)
+    async def _upsert_many(self, connection: DbConnection, puts: list[Put]) -> None:
+        by_kind: dict[Kind, list[dict[str, Any]]] = {}
+        for put in puts:
+            by_kind.setdefault(put.kind, []).append(_row(put))
+        for kind, rows in by_kind.items():
+            statement = _statements(kind).upsert[self.database.dialect_name]
+            await connection.execute(statement, rows)
+            await _bump(connection, kind)
 
     async def fetch(self, connection: DbConnection, kind: Kind, key: str) -> StoredDocument | None:
         """Read a record inside a write operation (sees that transaction's own writes)."""
@@ -348,6 +370,17 @@ def _row(put: Put) -> dict[str, Any]:
     row.update(key=put.key, etag=put.etag, document=dict(put.document), updated_at=time.time())
     row.update(put.columns)
     return row
+
+
+@dataclass(frozen=True)
+class _Upserts:
+    """A write operation that only upserts records, which the writer may merge with others."""
+
+    store: Store
+    puts: tuple[Put, ...]
+
+    async def __call__(self, connection: DbConnection) -> None:
+        await self.store._upsert_many(connection, list(self.puts))
 
 
 @dataclass(frozen=True)
