@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -134,3 +135,13 @@ async def webhook() -> AsyncIterator[Webhook]:
     hook.url = f"http://127.0.0.1:{port}/allocate?code=secret"
     yield hook
     await runner.cleanup()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The Python device SDK leaves timer threads behind (threading.Timer and its own Alarm);
+    cancel them, or they fire at interpreter exit into its shut-down executors and print
+    tracebacks after the test summary."""
+    for thread in threading.enumerate():
+        cancel = getattr(thread, "cancel", None)
+        if thread is not threading.main_thread() and callable(cancel):
+            cancel()
