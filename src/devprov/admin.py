@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Any, Generic
 
 from devprov.domain import certificates
-from devprov.domain.clock import new_etag, now_timestamp
+from devprov.domain.clock import new_etag
 from devprov.domain.enrollments import (
     EnrollmentT,
     default_registration_state,
-    enrollment_id,
     prepare_for_write,
     public_view,
 )
@@ -39,7 +38,7 @@ from devprov.domain.models import (
     parse_model,
 )
 from devprov.hubs.registry import hub_device_key
-from devprov.store.database import Kind, Put, Store, StoredDocument
+from devprov.store.database import Kind, Put, Store
 
 MAX_BULK_ITEMS = 10
 DEFAULT_PAGE_SIZE = 100
@@ -318,15 +317,3 @@ class Admin:
                 f"Device {device_id!r} is not on IoT hub {host_name!r}.", REGISTRATION_NOT_FOUND
             )
         return stored.document
-
-
-__all__ = [
-    "GROUP",
-    "INDIVIDUAL",
-    "Admin",
-    "EnrollmentKind",
-    "Page",
-    "StoredDocument",
-    "enrollment_id",
-    "now_timestamp",
-]

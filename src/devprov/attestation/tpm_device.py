@@ -23,6 +23,7 @@ from devprov.attestation.tpm import TpmError, TpmPublic, activation_blob, parse_
 from devprov.domain.errors import (
     ENROLLMENT_DISABLED,
     TPM_NOT_ENROLLED,
+    Challenge,
     DpsError,
     bad_request,
     unauthorized,
@@ -33,17 +34,19 @@ KEY_NAME = "registration"
 CHALLENGE_MESSAGE = "Authorization required, resend request using supplied key"
 
 
-class TpmChallenge(Exception):
-    """Not an error: DPS answers a TPM's first register with 401 and this body."""
+class TpmChallenge(Challenge):
+    """DPS answers a TPM's first register with 401 and this body."""
 
     def __init__(self, blob: bytes) -> None:
-        super().__init__(CHALLENGE_MESSAGE)
-        self.body = {
-            "message": CHALLENGE_MESSAGE,
-            "authenticationKey": base64.b64encode(blob).decode(),
-            "unencryptedAuthenticationKey": None,
-            "keyName": KEY_NAME,
-        }
+        super().__init__(
+            401,
+            {
+                "message": CHALLENGE_MESSAGE,
+                "authenticationKey": base64.b64encode(blob).decode(),
+                "unencryptedAuthenticationKey": None,
+                "keyName": KEY_NAME,
+            },
+        )
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,16 @@ class DpsError(Exception):
         return f"{self.error_code}: {self.message}"
 
 
+class Challenge(Exception):
+    """Not a refusal: the device must answer a challenge first (DPS's TPM flow). Carries the
+    HTTP status and the body DPS answers with."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body.get("message", "challenge"))
+        self.status = status
+        self.body = body
+
+
 def bad_request(message: str, error_code: int = 400004) -> DpsError:
     return DpsError(400, error_code, message)
 

@@ -2,13 +2,12 @@
 MQTT over WebSocket at /$iothub/websocket.
 
 TPM devices register here only (DPS does no TPM over MQTT): their first register is answered
-401 with the activation challenge instead of an error."""
+401 with the activation challenge (a `Challenge`, which the error middleware answers)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from devprov.attestation.tpm_device import TpmChallenge
 from devprov.protocol.dps import RegisterRequest, parse_register_body
 from devprov.registration import DeviceProof, OperationResult, RegistrationService
 from devprov.server.http import json_response, read_body, require_api_version
@@ -49,16 +48,16 @@ class DeviceApi:
     async def websocket(self, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
         return await serve_websocket(request, self.registrations, self.max_message_bytes)
 
-    async def register(self, request: web.Request, params: dict[str, str]) -> web.Response:
+    async def _registration_body(self, request: web.Request) -> RegisterRequest:
         require_api_version(request)
         raw = await read_body(request, self.max_message_bytes)
-        body = parse_register_body(raw, self.max_message_bytes)
-        try:
-            result = await self.registrations.register(
-                params["idScope"], params["registrationId"], proof_of(request, body), body
-            )
-        except TpmChallenge as challenge:
-            return json_response(challenge.body, 401)
+        return parse_register_body(raw, self.max_message_bytes)
+
+    async def register(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        body = await self._registration_body(request)
+        result = await self.registrations.register(
+            params["idScope"], params["registrationId"], proof_of(request, body), body
+        )
         return operation_response(result)
 
     async def operation_status(self, request: web.Request, params: dict[str, str]) -> web.Response:
@@ -73,13 +72,8 @@ class DeviceApi:
         return operation_response(result)
 
     async def status_lookup(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        require_api_version(request)
-        raw = await read_body(request, self.max_message_bytes)
-        body = parse_register_body(raw, self.max_message_bytes)
-        try:
-            state = await self.registrations.status_lookup(
-                params["idScope"], params["registrationId"], proof_of(request, body), body
-            )
-        except TpmChallenge as challenge:
-            return json_response(challenge.body, 401)
+        body = await self._registration_body(request)
+        state = await self.registrations.status_lookup(
+            params["idScope"], params["registrationId"], proof_of(request, body), body
+        )
         return json_response(state)

@@ -15,6 +15,7 @@ from devprov.domain.errors import (
     INTERNAL_ERROR,
     MISSING_API_VERSION,
     UNSUPPORTED_MEDIA_TYPE,
+    Challenge,
     DpsError,
     invalid_json,
 )
@@ -59,6 +60,8 @@ async def azure_errors(
         response = await handler(request)
     except DpsError as error:
         return error_response(request, error)
+    except Challenge as challenge:
+        return json_response(challenge.body, challenge.status)
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(
             request, DpsError(413, 413001, f"The request body is too large: {exc.text}")
