@@ -194,7 +194,7 @@ def run(options: ServeOptions) -> None:
     for worker in workers:
         worker.start()
 
-    def stop(signum: int, _frame: object) -> None:
+    def stop(_signum: int, _frame: object) -> None:
         for worker in workers:
             if worker.is_alive():
                 os.kill(worker.pid or 0, signal.SIGTERM)

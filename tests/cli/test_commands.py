@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import subprocess
@@ -142,3 +143,14 @@ def test_ca_proof_of_possession_and_x509_enrollments(tmp_path: Path) -> None:
     info = enrollment["attestation"]["x509"]["clientCertificates"]["primary"]["info"]
     assert info["subjectName"] == "CN=dev-9"
     assert info["issuerName"] == "CN=line intermediate CA"
+
+
+def test_tpm_enrollment_takes_its_registration_id_from_the_ek(tmp_path: Path) -> None:
+    from tests.attestation.test_tpm import REAL_EK, REAL_EK_REGISTRATION_ID
+
+    ek = base64.b64encode(REAL_EK).decode()
+    created = json.loads(
+        devprov("enrollment", "create", "--tpm-ek", ek, "--data-dir", str(tmp_path)).stdout
+    )
+    assert created["registrationId"] == REAL_EK_REGISTRATION_ID
+    assert created["attestation"]["tpm"]["endorsementKey"] == ek

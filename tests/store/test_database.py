@@ -201,13 +201,10 @@ def test_strip_etag() -> None:
 
 
 def test_normalize_url() -> None:
-    assert normalize_url("sqlite:////tmp/x.db", asynchronous=True) == "sqlite:////tmp/x.db"
-    assert normalize_url("sqlite:////tmp/x.db", asynchronous=False) == "sqlite:////tmp/x.db"
-    assert normalize_url("postgres://u@h/db", asynchronous=True) == "postgresql+psycopg://u@h/db"
-    assert (
-        normalize_url("postgresql+asyncpg://u@h/db", asynchronous=False)
-        == "postgresql+psycopg://u@h/db"
-    )
+    assert normalize_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    assert normalize_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("postgresql+asyncpg://u@h/db") == "postgresql+psycopg://u@h/db"
     for bad in ("mysql://u@h/db", "not a url"):
         with pytest.raises(ValueError):
-            normalize_url(bad, asynchronous=True)
+            normalize_url(bad)

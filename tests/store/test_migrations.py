@@ -12,7 +12,7 @@ from devprov.store.database import MIGRATIONS, migrate, normalize_url
 
 
 def _upgrade_to(url: str, revision: str) -> None:
-    engine = sa.create_engine(normalize_url(url, asynchronous=False))
+    engine = sa.create_engine(normalize_url(url))
     with engine.begin() as connection:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
@@ -23,7 +23,7 @@ def _upgrade_to(url: str, revision: str) -> None:
 
 def test_attestation_column_is_filled_in_for_existing_enrollments(database_url: str) -> None:
     _upgrade_to(database_url, "0004")
-    engine = sa.create_engine(normalize_url(database_url, asynchronous=False))
+    engine = sa.create_engine(normalize_url(database_url))
     document = {"registrationId": "old", "attestation": {"type": "x509", "x509": {}}}
     with engine.begin() as connection:
         connection.execute(

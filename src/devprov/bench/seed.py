@@ -74,7 +74,7 @@ def seed(
     url: str, registrations: int, enrollments: int, progress: Callable[[str, int], None]
 ) -> None:
     migrate(url)
-    engine = sa.create_engine(normalize_url(url, asynchronous=False))
+    engine = sa.create_engine(normalize_url(url))
     stamp = now_timestamp()
     try:
         for table, rows, name in (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,6 +11,7 @@ import typer
 from rich.table import Table
 
 from devprov.admin import GROUP, INDIVIDUAL, Admin, EnrollmentKind
+from devprov.attestation.tpm import registration_id_for
 from devprov.cli.common import DataDir, JsonFlag, console, print_json, with_admin
 from devprov.config import DEFAULT_DATA_DIR
 
@@ -66,7 +68,10 @@ def _allocation(
 
 @enrollment_app.command("create")
 def enrollment_create(
-    registration_id: str,
+    registration_id: Annotated[
+        str | None,
+        typer.Argument(help="The device's registration id (with --tpm-ek: derived from the EK)."),
+    ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     key: Key = None,
     secondary_key: SecondaryKey = None,
@@ -88,6 +93,10 @@ def enrollment_create(
     """Create or replace an individual enrollment (symmetric key unless --cert or --tpm-ek)."""
     if cert and tpm_ek:
         raise typer.BadParameter("choose one of --cert and --tpm-ek")
+    if registration_id is None:
+        if not tpm_ek:
+            raise typer.BadParameter("a registration id is needed (or --tpm-ek to derive it)")
+        registration_id = registration_id_for(base64.b64decode(tpm_ek))  # as the SDKs derive it
     attestation = (
         _x509("clientCertificates", cert)
         if cert

@@ -10,60 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass
-class DpsError(Exception):
-    """A refusal: HTTP status, numeric errorCode and a message that says what was wrong."""
-
-    status: int
-    error_code: int
-    message: str
-    info: dict[str, Any] | None = field(default=None)
-
-    def __str__(self) -> str:
-        return f"{self.error_code}: {self.message}"
-
-
-class Challenge(Exception):
-    """Not a refusal: the device must answer a challenge first (DPS's TPM flow). Carries the
-    HTTP status and the body DPS answers with."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(body.get("message", "challenge"))
-        self.status = status
-        self.body = body
-
-
-def bad_request(message: str, error_code: int = 400004) -> DpsError:
-    return DpsError(400, error_code, message)
-
-
-def invalid_json(message: str = "The request body is not valid JSON.") -> DpsError:
-    return DpsError(400, INVALID_JSON, message)
-
-
-def unauthorized(message: str = "Unauthorized", error_code: int = 401000) -> DpsError:
-    return DpsError(401, error_code, message)
-
-
-def forbidden(message: str, error_code: int = 403000) -> DpsError:
-    return DpsError(403, error_code, message)
-
-
-def not_found(message: str, error_code: int = 404201) -> DpsError:
-    return DpsError(404, error_code, message)
-
-
-def conflict(message: str, error_code: int = 409201) -> DpsError:
-    return DpsError(409, error_code, message)
-
-
-def precondition_failed(
-    message: str = "ETag in the request does not match the existing resource per RFC7232.",
-) -> DpsError:
-    return DpsError(412, ETAG_MISMATCH, message)
-
-
 # Request-shape errors.
 INVALID_JSON = 400001
 VALIDATION = 400004
@@ -99,3 +45,52 @@ ETAG_MISMATCH = 412001
 MESSAGE_TOO_LARGE = 413001
 UNSUPPORTED_MEDIA_TYPE = 415001
 INTERNAL_ERROR = 500000
+
+
+@dataclass
+class DpsError(Exception):
+    """A refusal: HTTP status, numeric errorCode and a message that says what was wrong."""
+
+    status: int
+    error_code: int
+    message: str
+    info: dict[str, Any] | None = field(default=None)
+
+    def __str__(self) -> str:
+        return f"{self.error_code}: {self.message}"
+
+
+class Challenge(Exception):
+    """Not a refusal: the device must answer a challenge first (DPS's TPM flow). Carries the
+    HTTP status and the body DPS answers with."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body.get("message", "challenge"))
+        self.status = status
+        self.body = body
+
+
+def bad_request(message: str, error_code: int = VALIDATION) -> DpsError:
+    return DpsError(400, error_code, message)
+
+
+def invalid_json(message: str = "The request body is not valid JSON.") -> DpsError:
+    return DpsError(400, INVALID_JSON, message)
+
+
+def unauthorized(message: str = "Unauthorized", error_code: int = UNAUTHORIZED) -> DpsError:
+    return DpsError(401, error_code, message)
+
+
+def not_found(message: str, error_code: int = ENROLLMENT_NOT_FOUND) -> DpsError:
+    return DpsError(404, error_code, message)
+
+
+def conflict(message: str, error_code: int = ALREADY_EXISTS) -> DpsError:
+    return DpsError(409, error_code, message)
+
+
+def precondition_failed(
+    message: str = "ETag in the request does not match the existing resource per RFC7232.",
+) -> DpsError:
+    return DpsError(412, ETAG_MISMATCH, message)

@@ -126,9 +126,6 @@ class EnrollmentGroup(EnrollmentFields):
     enrollment_group_id: str
 
 
-Enrollment = IndividualEnrollment | EnrollmentGroup
-
-
 class LinkedHub(WireModel):
     """An IoT hub devprov may assign devices to (Azure manages these outside the data plane)."""
 
@@ -138,10 +135,6 @@ class LinkedHub(WireModel):
     location: str | None = None
     connector: str = "registry"
     connection_string: str | None = None
-
-
-class QuerySpecification(WireModel):
-    query: str = "SELECT *"
 
 
 BulkMode = Literal["create", "update", "updateIfMatchETag", "delete"]

@@ -13,6 +13,7 @@ from aiohttp import web
 from devprov.bounded_read import read_limited
 from devprov.domain.errors import (
     INTERNAL_ERROR,
+    MESSAGE_TOO_LARGE,
     MISSING_API_VERSION,
     UNSUPPORTED_MEDIA_TYPE,
     Challenge,
@@ -64,7 +65,7 @@ async def azure_errors(
         return json_response(challenge.body, challenge.status)
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(
-            request, DpsError(413, 413001, f"The request body is too large: {exc.text}")
+            request, DpsError(413, MESSAGE_TOO_LARGE, f"The request body is too large: {exc.text}")
         )
     except web.HTTPException as exc:
         return error_response(request, DpsError(exc.status, exc.status * 1000, exc.reason))

@@ -69,7 +69,7 @@ class Put:
     columns: Mapping[str, str | None] = field(default_factory=dict)
 
 
-def normalize_url(url: str, *, asynchronous: bool) -> str:
+def normalize_url(url: str) -> str:
     """Accept plain `sqlite:///` and `postgresql://` URLs and pick devprov's drivers for them
     (SQLite is always used synchronously, see connections.py)."""
     scheme, sep, rest = url.partition("://")
@@ -97,7 +97,7 @@ def strip_etag(value: str) -> str:
 
 def migrate(url: str) -> None:
     """Bring the schema to the newest revision (safe to run from several processes at once)."""
-    engine = sa.create_engine(normalize_url(url, asynchronous=False))
+    engine = sa.create_engine(normalize_url(url))
     try:
         with engine.connect() as connection:
             if engine.dialect.name == "sqlite":
@@ -141,8 +141,8 @@ class Store:
         """Migrate the database, then connect to it."""
         migrate(url)
         if url.lower().startswith("sqlite"):
-            return cls(InlineSqlite(normalize_url(url, asynchronous=False)))
-        return cls(AsyncDatabase(normalize_url(url, asynchronous=True)))
+            return cls(InlineSqlite(normalize_url(url)))
+        return cls(AsyncDatabase(normalize_url(url)))
 
     async def close(self) -> None:
         if self._writer is not None:
