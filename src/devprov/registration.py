@@ -320,9 +320,12 @@ class RegistrationService:
             migrate=reprovision.migrate_device_data,
             twin=allocation.initial_twin or enrollment.initial_twin,
         )
+        old_device = previous.device_id if moved and previous is not None else None
+        if old_device and current_hub and substatus == "deviceDataMigrated":
+            twin = await self._old_twin(linked, current_hub, old_device)
         await self._put_on_hub(attested, hub, device_id, twin)
-        if moved and previous is not None and previous.device_id and current_hub:
-            await self._remove_from_hub(linked, current_hub, previous.device_id)
+        if old_device and current_hub:
+            await self._remove_from_hub(linked, current_hub, old_device)
         now = now_timestamp()
         return DeviceRegistrationState(
             registration_id=attested.registration_id,
@@ -409,11 +412,26 @@ class RegistrationService:
                 f"Creating device {device_id!r} on IoT hub {hub.host_name!r} failed: {exc}",
             ) from None
 
+    def _connector_of(self, linked: list[LinkedHub], hub_name: str) -> HubConnector | None:
+        hub = next((hub for hub in linked if hub.host_name.lower() == hub_name.lower()), None)
+        return self.connectors.get(hub.connector) if hub else None
+
+    async def _old_twin(
+        self, linked: list[LinkedHub], hub_name: str, device_id: str
+    ) -> dict[str, Any] | None:
+        """The twin a migrating device leaves behind (empty when it cannot be read)."""
+        connector = self._connector_of(linked, hub_name)
+        try:
+            twin = await connector.read_twin(hub_name, device_id) if connector else None
+        except Exception:
+            log.exception("could not read the twin of %s on %s to migrate it", device_id, hub_name)
+            twin = None
+        return twin or {}
+
     async def _remove_from_hub(
         self, linked: list[LinkedHub], hub_name: str, device_id: str
     ) -> None:
-        old = next((hub for hub in linked if hub.host_name.lower() == hub_name.lower()), None)
-        connector = self.connectors.get(old.connector) if old else None
+        connector = self._connector_of(linked, hub_name)
         if connector is None:
             return
         try:
@@ -446,8 +464,8 @@ def _reprovision_outcome(
     """The substatus DPS reports and the twin to apply, per the reprovisioning policy.
 
     The initial twin is applied on the first assignment and when a device moves under
-    "reprovision and reset"; a move under "migrate" keeps the device's data (the hub connector
-    keeps what it has), and a re-registration on the same hub leaves the twin alone.
+    "reprovision and reset"; a move under "migrate" carries the twin from the old hub (read by
+    the caller), and a re-registration on the same hub leaves the twin alone.
     """
     if first:
         return "initialAssignment", twin or {}

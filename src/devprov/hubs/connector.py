@@ -32,6 +32,11 @@ class HubConnector(Protocol):
         service decides when a twin is (re)applied, the connector just carries it out."""
         ...
 
+    async def read_twin(self, hub_host_name: str, device_id: str) -> dict[str, Any] | None:
+        """The device's twin on a hub, so that "reprovision and migrate" can carry it along;
+        None when the device or its twin is not there."""
+        ...
+
     async def remove_device(self, hub_host_name: str, device_id: str) -> None:
         """Remove a device from a hub it left (reprovisioning to another hub)."""
         ...

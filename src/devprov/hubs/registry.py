@@ -49,5 +49,10 @@ class RegistryConnector:
 
         await self.store.run(keep_twin)
 
+    async def read_twin(self, hub_host_name: str, device_id: str) -> dict[str, Any] | None:
+        stored = await self.store.get(Kind.HUB_DEVICE, hub_device_key(hub_host_name, device_id))
+        twin = stored.document.get("twin") if stored else None
+        return twin if isinstance(twin, dict) else None
+
     async def remove_device(self, hub_host_name: str, device_id: str) -> None:
         await self.store.delete(Kind.HUB_DEVICE, hub_device_key(hub_host_name, device_id))
