@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import resource
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,9 +34,10 @@ from devprov.server.tls import (
     small_tls_buffers,
 )
 from devprov.server.trust import ClientTrust
-from devprov.store.database import Store, migrate
+from devprov.store.database import Kind, Store, migrate
 
 log = logging.getLogger(__name__)
+OPERATION_RETENTION_SECONDS = 24 * 3600
 
 
 @dataclass
@@ -146,10 +148,24 @@ async def start(options: ServeOptions) -> Devprov:
     return Devprov(instance, tls, store, registrations, runner, mqtt_server, trust)
 
 
+async def prune_operations_forever(store: Store) -> None:
+    """Forget the results of slow registrations a day after they were written: a device polls
+    within seconds, and the registration record keeps the outcome."""
+    while True:
+        try:
+            pruned = await store.prune(Kind.OPERATION, time.time() - OPERATION_RETENTION_SECONDS)
+            if pruned:
+                log.info("pruned %d finished operations", pruned)
+        except Exception:
+            log.exception("could not prune old operations")
+        await asyncio.sleep(3600)
+
+
 async def serve_forever(options: ServeOptions) -> None:
     raise_file_limit()
     devprov = await start(options)
     trimmer = asyncio.create_task(trim_forever())
+    pruner = asyncio.create_task(prune_operations_forever(devprov.store))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -158,6 +174,7 @@ async def serve_forever(options: ServeOptions) -> None:
         await stop.wait()
     finally:
         trimmer.cancel()
+        pruner.cancel()
         await devprov.close()
 
 

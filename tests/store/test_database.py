@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -208,3 +210,16 @@ def test_normalize_url() -> None:
     for bad in ("mysql://u@h/db", "not a url"):
         with pytest.raises(ValueError):
             normalize_url(bad)
+
+
+async def test_prune_deletes_only_what_was_written_before_the_cutoff(database_url: str) -> None:
+    store = Store.open(database_url)
+    try:
+        await store.write([Put(Kind.OPERATION, "old", "e", {}, {"registration_key": "r"})])
+        cutoff = time.time()
+        await asyncio.sleep(0.01)
+        await store.write([Put(Kind.OPERATION, "new", "e", {}, {"registration_key": "r"})])
+        assert await store.prune(Kind.OPERATION, cutoff) == 1
+        assert [row.key for row in await store.page(Kind.OPERATION)] == ["new"]
+    finally:
+        await store.close()

@@ -332,6 +332,18 @@ class Store:
             await connection.execute(statement, rows)
             await _bump(connection, kind)
 
+    async def prune(self, kind: Kind, older_than: float) -> int:
+        """Delete the records of `kind` last written before `older_than` (epoch seconds)."""
+        table = kind.table
+
+        async def delete_old(connection: DbConnection) -> int:
+            result = await connection.execute(
+                sa.delete(table).where(table.c.updated_at < older_than)
+            )
+            return int(result.rowcount or 0)
+
+        return await self.run(delete_old)
+
     async def fetch(self, connection: DbConnection, kind: Kind, key: str) -> StoredDocument | None:
         """Read a record inside a write operation (sees that transaction's own writes)."""
         table = kind.table
