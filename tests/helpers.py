@@ -13,7 +13,7 @@ import aiohttp
 
 from devprov.attestation.sas import sign
 from devprov.attestation.symmetric_key import derive_device_key
-from tests.conftest import Running
+from tests.conftest import Running, Webhook
 
 
 def device_token(
@@ -101,3 +101,17 @@ def group_device_key(group: dict[str, Any], registration_id: str) -> str:
 def primary_key(enrollment: dict[str, Any]) -> str:
     key: str = enrollment["attestation"]["symmetricKey"]["primaryKey"]
     return key
+
+
+async def custom_allocation(
+    running: Running, webhook: Webhook, hubs: list[str], payload: Any
+) -> dict[str, Any]:
+    """Link `hubs`, have the webhook pick the first with `payload`; answers the enrollment
+    fields for custom allocation through it."""
+    for hub in hubs:
+        await running.service().link_hub(hub)
+    webhook.answer({"iotHubHostName": hubs[0], "payload": payload})
+    return {
+        "allocationPolicy": "custom",
+        "customAllocationDefinition": {"webhookUrl": webhook.url, "apiVersion": "2021-10-01"},
+    }

@@ -9,12 +9,19 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import Running, Webhook, fixed_ports
-from tests.helpers import create_enrollment, create_group, group_device_key, primary_key
+from tests.helpers import (
+    create_enrollment,
+    create_group,
+    custom_allocation,
+    group_device_key,
+    primary_key,
+)
 from tests.interop.node_harness import run_node
 
 pytestmark = fixed_ports
 
 DEVICE_PAYLOAD = {"modelId": "dtmi:contoso:toaster;1", "location": {"site": 7}}
+HUBS = ["toasters.example", "kettles.example"]
 WEBHOOK_PAYLOAD = {"firmwareUrl": "https://fw.example/toaster-2.1.bin", "ticket": "t-123"}
 
 
@@ -41,23 +48,14 @@ async def node_register(
     return result
 
 
-async def custom_allocation(running: Running, webhook: Webhook) -> dict[str, Any]:
-    service = running.service()
-    await service.link_hub("toasters.example")
-    await service.link_hub("kettles.example")
-    webhook.answer({"iotHubHostName": "toasters.example", "payload": WEBHOOK_PAYLOAD})
-    return {
-        "allocationPolicy": "custom",
-        "customAllocationDefinition": {"webhookUrl": webhook.url, "apiVersion": "2021-10-01"},
-    }
-
-
 @TRANSPORTS
 async def test_individual_device_gets_the_webhook_payload(
     devprov: Running, webhook: Webhook, transport: str
 ) -> None:
     enrollment = await create_enrollment(
-        devprov, "node-toaster-1", **await custom_allocation(devprov, webhook)
+        devprov,
+        "node-toaster-1",
+        **await custom_allocation(devprov, webhook, HUBS, WEBHOOK_PAYLOAD),
     )
 
     outcome = await node_register(
@@ -81,7 +79,7 @@ async def test_group_device_gets_the_webhook_payload(
     devprov: Running, webhook: Webhook, transport: str
 ) -> None:
     group = await create_group(
-        devprov, "node-toasters", **await custom_allocation(devprov, webhook)
+        devprov, "node-toasters", **await custom_allocation(devprov, webhook, HUBS, WEBHOOK_PAYLOAD)
     )
     key = group_device_key(group, "node-toaster-2")
 
@@ -105,7 +103,9 @@ async def test_slow_webhook_makes_the_device_poll(
     devprov.devprov.registrations.settings = type(settings)(
         settings.id_scope, fast_path_seconds=0.05
     )
-    group = await create_group(devprov, "node-slow", **await custom_allocation(devprov, webhook))
+    group = await create_group(
+        devprov, "node-slow", **await custom_allocation(devprov, webhook, HUBS, WEBHOOK_PAYLOAD)
+    )
 
     async def slow(body: dict[str, Any]) -> web.StreamResponse:
         await asyncio.sleep(0.3)
@@ -147,7 +147,7 @@ async def test_wrong_key_is_refused_at_connect(devprov: Running, transport: str)
 
 async def test_webhook_failure_reaches_the_device(devprov: Running, webhook: Webhook) -> None:
     enrollment = await create_enrollment(
-        devprov, "node-fail", **await custom_allocation(devprov, webhook)
+        devprov, "node-fail", **await custom_allocation(devprov, webhook, HUBS, WEBHOOK_PAYLOAD)
     )
     webhook.answer({"error": "no capacity"}, status=500)
 

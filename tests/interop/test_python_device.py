@@ -12,11 +12,18 @@ from azure.iot.device import ProvisioningDeviceClient
 from azure.iot.device.exceptions import ClientError, CredentialError, ServiceError
 
 from tests.conftest import Running, Webhook, fixed_ports
-from tests.helpers import create_enrollment, create_group, group_device_key, primary_key
+from tests.helpers import (
+    create_enrollment,
+    create_group,
+    custom_allocation,
+    group_device_key,
+    primary_key,
+)
 
 pytestmark = fixed_ports
 
 DEVICE_PAYLOAD = {"modelId": "dtmi:contoso:kettle;1", "location": {"site": 3, "floor": [1, 2]}}
+HUBS = ["kettles.example", "toasters.example"]
 WEBHOOK_PAYLOAD = {"firmwareUrl": "https://fw.example/kettle-3.bin", "ticket": {"id": 9}}
 
 
@@ -44,23 +51,12 @@ async def py_register(
     )
 
 
-async def custom_allocation(running: Running, webhook: Webhook) -> dict[str, Any]:
-    service = running.service()
-    await service.link_hub("kettles.example")
-    await service.link_hub("toasters.example")
-    webhook.answer({"iotHubHostName": "kettles.example", "payload": WEBHOOK_PAYLOAD})
-    return {
-        "allocationPolicy": "custom",
-        "customAllocationDefinition": {"webhookUrl": webhook.url, "apiVersion": "2021-10-01"},
-    }
-
-
 @pytest.mark.parametrize("websockets", [False, True], ids=["mqtt", "websocket"])
 async def test_individual_device_sends_and_receives_payload(
     devprov: Running, webhook: Webhook, websockets: bool
 ) -> None:
     enrollment = await create_enrollment(
-        devprov, "py-kettle-1", **await custom_allocation(devprov, webhook)
+        devprov, "py-kettle-1", **await custom_allocation(devprov, webhook, HUBS, WEBHOOK_PAYLOAD)
     )
 
     result = await py_register(
@@ -83,7 +79,9 @@ async def test_individual_device_sends_and_receives_payload(
 async def test_group_device_registers_twice(
     devprov: Running, webhook: Webhook, websockets: bool
 ) -> None:
-    group = await create_group(devprov, "py-kettles", **await custom_allocation(devprov, webhook))
+    group = await create_group(
+        devprov, "py-kettles", **await custom_allocation(devprov, webhook, HUBS, WEBHOOK_PAYLOAD)
+    )
     key = group_device_key(group, "py-kettle-2")
 
     first = await py_register(
