@@ -41,6 +41,7 @@ from devprov.server.trust import peer_chain
 
 log = logging.getLogger(__name__)
 MAX_REQUESTS_IN_PROGRESS = 8
+MAX_HELD_BEFORE_CONNACK = 16
 CONNECT_TIMEOUT_SECONDS = 30.0
 
 
@@ -126,6 +127,10 @@ class MqttSession:
         if isinstance(packet, mqtt.Connect):
             self._start_request(self._connect(packet))
         elif self.connection.state is mqtt.State.CONNECTING:
+            if len(self._held) >= MAX_HELD_BEFORE_CONNACK:
+                log.info("closing MQTT connection: too many packets before CONNACK")
+                self.close()
+                return
             self._held.append(packet)  # sent before our CONNACK: handled once accepted
         elif isinstance(packet, mqtt.Subscribe):
             granted = tuple(
