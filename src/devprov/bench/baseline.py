@@ -21,7 +21,9 @@ _HTTP_ANSWER = (
 )
 
 
-class HttpAnswerer(asyncio.Protocol):
+class _Answerer(asyncio.Protocol):
+    """Buffers what a connection receives; subclasses answer it."""
+
     def __init__(self) -> None:
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
@@ -30,6 +32,8 @@ class HttpAnswerer(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
+
+class HttpAnswerer(_Answerer):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
@@ -44,15 +48,7 @@ class HttpAnswerer(asyncio.Protocol):
             self.transport.write(_HTTP_ANSWER)
 
 
-class MqttAnswerer(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
+class MqttAnswerer(_Answerer):
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
         self.buffer += data

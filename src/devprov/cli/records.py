@@ -66,6 +66,23 @@ def _allocation(
     return fields
 
 
+def _create(
+    data_dir: Path,
+    spec: EnrollmentKind[Any],
+    record_id: str,
+    body: dict[str, Any],
+    allocation_fields: dict[str, Any],
+    disabled: bool,
+) -> None:
+    """Store an enrollment or group made from the options, and print it with its keys."""
+    body = {
+        **body,
+        "provisioningStatus": "disabled" if disabled else "enabled",
+        **allocation_fields,
+    }
+    print_json(with_admin(data_dir, lambda admin: admin.put(spec, record_id, body, None)))
+
+
 @enrollment_app.command("create")
 def enrollment_create(
     registration_id: Annotated[
@@ -104,17 +121,11 @@ def enrollment_create(
         if tpm_ek
         else _symmetric_key(key, secondary_key)
     )
-    body = {
-        "registrationId": registration_id,
-        "attestation": attestation,
-        "provisioningStatus": "disabled" if disabled else "enabled",
-        **_allocation(allocation, hub, webhook, webhook_api_version),
-    }
+    body = {"registrationId": registration_id, "attestation": attestation}
     if device_id:
         body["deviceId"] = device_id
-    print_json(
-        with_admin(data_dir, lambda admin: admin.put(INDIVIDUAL, registration_id, body, None))
-    )
+    allocation_fields = _allocation(allocation, hub, webhook, webhook_api_version)
+    _create(data_dir, INDIVIDUAL, registration_id, body, allocation_fields, disabled)
 
 
 @group_app.command("create")
@@ -145,13 +156,9 @@ def group_create(
         if signing_cert
         else _symmetric_key(key, secondary_key)
     )
-    body = {
-        "enrollmentGroupId": group_id,
-        "attestation": attestation,
-        "provisioningStatus": "disabled" if disabled else "enabled",
-        **_allocation(allocation, hub, webhook, webhook_api_version),
-    }
-    print_json(with_admin(data_dir, lambda admin: admin.put(GROUP, group_id, body, None)))
+    body = {"enrollmentGroupId": group_id, "attestation": attestation}
+    allocation_fields = _allocation(allocation, hub, webhook, webhook_api_version)
+    _create(data_dir, GROUP, group_id, body, allocation_fields, disabled)
 
 
 def _record_commands(typer_app: typer.Typer, spec: EnrollmentKind[Any], noun: str) -> None:
