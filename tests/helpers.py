@@ -12,7 +12,7 @@ from urllib.parse import quote
 import aiohttp
 
 from devprov.attestation.sas import sign
-from devprov.attestation.symmetric_key import derive_device_key
+from devprov.domain.keys import derive_device_key
 from tests.conftest import Running, Webhook
 
 

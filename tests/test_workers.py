@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 
 from devprov.attestation.sas import build_sas
-from devprov.attestation.symmetric_key import derive_device_key
 from devprov.client.service import ServiceClient
+from devprov.domain.keys import derive_device_key
 from tests.conftest import free_port
 
 

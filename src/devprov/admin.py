@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic
 
-from devprov.domain import certificates
+from devprov.domain import cas
 from devprov.domain.clock import new_etag
 from devprov.domain.enrollments import (
     EnrollmentT,
@@ -245,7 +245,7 @@ class Admin:
             raise bad_request("A CA needs a certificate (PEM or base64 DER).")
         validate_id(name, "CA name")
         stored = await self.store.get(Kind.CERTIFICATE, id_key(name))
-        record = certificates.new_ca_record(name, certificate, stored.document if stored else None)
+        record = cas.new_ca_record(name, certificate, stored.document if stored else None)
         await self.store.write([Put(Kind.CERTIFICATE, id_key(name), record["etag"], record)])
         return record
 
@@ -263,13 +263,13 @@ class Admin:
             raise not_found(f"There is no CA named {name!r}.", CA_NOT_FOUND)
 
     async def ca_verification_code(self, name: str) -> dict[str, Any]:
-        return await self._update_ca(name, certificates.with_verification_code)
+        return await self._update_ca(name, cas.with_verification_code)
 
     async def verify_ca(self, name: str, body: Any) -> dict[str, Any]:
         proof = body.get("certificate") if isinstance(body, dict) else None
         if not isinstance(proof, str):
             raise bad_request("Verification needs the proof certificate (PEM or base64 DER).")
-        return await self._update_ca(name, lambda record: certificates.verified(record, proof))
+        return await self._update_ca(name, lambda record: cas.verified(record, proof))
 
     async def _update_ca(
         self, name: str, change: Callable[[dict[str, Any]], dict[str, Any]]

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from devprov.attestation.symmetric_key import generate_key
+from devprov.domain.keys import generate_key
 from devprov.store.database import sqlite_url
 
 INSTANCE_FILE = "devprov.json"

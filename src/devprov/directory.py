@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from devprov.attestation.x509 import KnownCa, load_certificate
+from devprov.domain.cas import KnownCa
+from devprov.domain.certificates import load_certificate
 from devprov.domain.models import EnrollmentGroup, IndividualEnrollment, LinkedHub
 from devprov.store.database import Kind, Store
 

@@ -16,8 +16,8 @@ from devprov.attestation.sas import (
     sign,
     signature_matches,
 )
-from devprov.attestation.symmetric_key import decode_key, generate_key
 from devprov.domain.errors import DpsError
+from devprov.domain.keys import decode_key, generate_key
 from tests.helpers import device_token
 
 RESOURCE = "0ne00ABCDEF/registrations/dev-1"

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from devprov.attestation.symmetric_key import generate_key
 from devprov.domain.enrollments import (
     default_registration_state,
     enrollment_id,
@@ -16,6 +15,7 @@ from devprov.domain.enrollments import (
     public_view,
 )
 from devprov.domain.errors import DpsError
+from devprov.domain.keys import generate_key
 from devprov.domain.models import EnrollmentGroup, IndividualEnrollment
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z$")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from devprov.attestation.attested import Attested, require_enabled
 from devprov.attestation.sas import check_expiry, parse_sas, signature_matches
-from devprov.attestation.symmetric_key import decode_key, derive_device_key
 from devprov.domain.errors import unauthorized
+from devprov.domain.keys import decode_key, derive_device_key
 from devprov.domain.models import EnrollmentFields, EnrollmentGroup, IndividualEnrollment
 
 

@@ -1,4 +1,4 @@
-"""X.509 attestation: certificate facts, chain validation, and matching a chain to an enrollment.
+"""X.509 attestation: chain validation, and matching a presented chain to an enrollment.
 
 TLS only establishes that the device holds the key of the leaf it presented and that its chain
 reaches some certificate devprov knows (see server/trust.py). Everything that decides *whether
@@ -10,16 +10,11 @@ id, and a group's CA reference must name a CA whose possession was proven.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -29,8 +24,15 @@ from cryptography.x509.verification import (
 )
 
 from devprov.attestation.attested import Attested, require_enabled
+from devprov.domain.cas import KnownCa
+from devprov.domain.certificates import (
+    certificate_info,
+    common_name,
+    load_certificate,
+    sha256_thumbprint,
+)
 from devprov.domain.clock import format_timestamp, utc_now
-from devprov.domain.errors import INVALID_CERTIFICATE, DpsError, bad_request, unauthorized
+from devprov.domain.errors import INVALID_CERTIFICATE, DpsError, unauthorized
 from devprov.domain.models import EnrollmentGroup, IndividualEnrollment
 
 # Device certificates made by DPS users' scripts rarely follow the web PKI profile, so only what
@@ -39,48 +41,6 @@ _CA_POLICY = ExtensionPolicy.permit_all().require_present(
     x509.BasicConstraints, Criticality.AGNOSTIC, None
 )
 _LEAF_POLICY = ExtensionPolicy.permit_all()
-
-
-def load_certificate(text: str) -> x509.Certificate:
-    """A certificate given as PEM, or as base64 DER (both appear in DPS enrollments)."""
-    try:
-        if "-----BEGIN" in text:
-            return x509.load_pem_x509_certificate(text.encode())
-        return x509.load_der_x509_certificate(base64.b64decode(text, validate=True))
-    except (ValueError, binascii.Error):
-        raise bad_request("The certificate is neither PEM nor base64 DER.") from None
-
-
-def to_pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def common_name(cert: x509.Certificate) -> str | None:
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    value = names[0].value if names else None
-    return value if isinstance(value, str) else None
-
-
-def sha1_thumbprint(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA1()).hex().upper()
-
-
-def sha256_thumbprint(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA256()).hex().upper()
-
-
-def certificate_info(cert: x509.Certificate) -> dict[str, Any]:
-    """DPS's X509CertificateInfo."""
-    return {
-        "subjectName": cert.subject.rfc4514_string(),
-        "sha1Thumbprint": sha1_thumbprint(cert),
-        "sha256Thumbprint": sha256_thumbprint(cert),
-        "issuerName": cert.issuer.rfc4514_string(),
-        "notBeforeUtc": format_timestamp(cert.not_valid_before_utc),
-        "notAfterUtc": format_timestamp(cert.not_valid_after_utc),
-        "serialNumber": format(cert.serial_number, "X"),
-        "version": cert.version.value + 1,
-    }
 
 
 def validate_chain(
@@ -128,15 +88,6 @@ def _check_dates(chain: Sequence[x509.Certificate], now: datetime | None) -> Non
                 f"The certificate {common_name(cert)!r} is not valid before"
                 f" {format_timestamp(cert.not_valid_before_utc)}.",
             )
-
-
-@dataclass(frozen=True)
-class KnownCa:
-    """A CA added to devprov; only a verified one may vouch for an enrollment group."""
-
-    name: str
-    certificate: x509.Certificate
-    verified: bool
 
 
 def group_anchors(

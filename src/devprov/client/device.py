@@ -11,7 +11,7 @@ from urllib.parse import quote
 import aiohttp
 
 from devprov.attestation.sas import build_sas
-from devprov.attestation.symmetric_key import derive_device_key
+from devprov.domain.keys import derive_device_key
 
 API_VERSION = "2021-06-01"
 

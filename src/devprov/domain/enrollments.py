@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from devprov.attestation.symmetric_key import generate_key, validate_key
-from devprov.attestation.x509 import certificate_info, load_certificate
+from devprov.domain.certificates import certificate_info, load_certificate
 from devprov.domain.clock import new_etag, now_timestamp
 from devprov.domain.errors import REGISTRATION_ID_MISMATCH, bad_request
 from devprov.domain.ids import id_key, validate_id
+from devprov.domain.keys import generate_key, validate_key
 from devprov.domain.models import (
     EnrollmentFields,
     EnrollmentGroup,

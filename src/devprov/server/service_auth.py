@@ -5,9 +5,9 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from devprov.attestation.sas import check_expiry, parse_sas, signature_matches
-from devprov.attestation.symmetric_key import decode_key
 from devprov.config import Instance
 from devprov.domain.errors import PERMISSION_DENIED, DpsError, unauthorized
+from devprov.domain.keys import decode_key
 
 
 def authorize(

@@ -31,7 +31,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from devprov.attestation.x509 import load_certificate
+from devprov.domain.certificates import load_certificate
 from devprov.store.database import Kind, Store
 
 log = logging.getLogger(__name__)

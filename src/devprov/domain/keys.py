@@ -1,4 +1,4 @@
-"""Symmetric-key attestation: key generation and validation, group-derived device keys."""
+"""Symmetric keys: generation, validation, and the keys a group derives for its devices."""
 
 from __future__ import annotations
 

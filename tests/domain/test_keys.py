@@ -6,13 +6,13 @@ import base64
 
 import pytest
 
-from devprov.attestation.symmetric_key import (
+from devprov.domain.errors import DpsError
+from devprov.domain.keys import (
     decode_key,
     derive_device_key,
     generate_key,
     validate_key,
 )
-from devprov.domain.errors import DpsError
 
 DOC_GROUP_KEY = (
     "8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw=="
