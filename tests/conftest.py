@@ -17,7 +17,8 @@ import pytest
 from aiohttp import web
 
 from devprov.client.service import ServiceClient
-from devprov.wiring import Devprov, ServeOptions, start
+from devprov.settings import Settings
+from devprov.wiring import Devprov, start
 
 pytest_plugins = ["tests.tpm_support"]
 
@@ -77,12 +78,12 @@ async def start_devprov(
 ) -> Running:
     port = port or (443 if IN_NETNS else free_port())
     devprov = await start(
-        ServeOptions(
+        Settings(
             data_dir=data_dir,
             host="localhost",
             https_port=port,
             mqtt_port=8883 if IN_NETNS else free_port(),
-            database=database_url,
+            db=database_url,
             **options,
         )
     )

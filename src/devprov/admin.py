@@ -1,4 +1,4 @@
-"""Managing what devprov serves: enrollments, groups, registration records, linked hubs.
+"""Managing what devprov serves: enrollments, groups, registration records, CAs, linked hubs.
 
 The service API and the CLI both go through this one module, so the rules (validation, etags,
 generated keys, what a view may show) hold whichever way a change arrives.
@@ -37,8 +37,7 @@ from devprov.domain.models import (
     LinkedHub,
     parse_model,
 )
-from devprov.hubs.registry import hub_device_key
-from devprov.store.database import Kind, Put, Store
+from devprov.domain.records import Kind, Put, RecordStore
 
 MAX_BULK_ITEMS = 10
 DEFAULT_PAGE_SIZE = 100
@@ -106,11 +105,18 @@ def page_size(value: str | int | None) -> int:
     return min(size, MAX_PAGE_SIZE)
 
 
-class Admin:
-    """Management operations over the store."""
+HubCheck = Callable[[LinkedHub], None]
 
-    def __init__(self, store: Store) -> None:
+
+class Admin:
+    """Management operations over the store.
+
+    `check_hub` refuses a linked hub whose connector settings no connector could use, so that
+    a mistake is told when the hub is linked, not at the first registration."""
+
+    def __init__(self, store: RecordStore, check_hub: HubCheck | None = None) -> None:
         self.store = store
+        self.check_hub = check_hub
 
     # Enrollments and groups -------------------------------------------------------------
 
@@ -283,37 +289,34 @@ class Admin:
         )
         return record
 
-    # Linked hubs and the devices the registry connector keeps ---------------------------
+    # Linked hubs --------------------------------------------------------------------------
 
     async def put_linked_hub(self, host_name: str, body: Any) -> dict[str, Any]:
+        """Link or relink a hub. Its connection string is write-only: kept when a PUT leaves
+        it out (as GET never shows it), and never answered."""
         data = dict(body) if isinstance(body, dict) else {}
         data["hostName"] = host_name
         hub = parse_model(LinkedHub, data, "linked hub")
-        document = hub.to_wire()
-        await self.store.write([Put(Kind.LINKED_HUB, id_key(host_name), new_etag(), document)])
-        return document
+        key = id_key(host_name)
+        if hub.connection_string is None:
+            stored = await self.store.get(Kind.LINKED_HUB, key)
+            if stored is not None:
+                hub.connection_string = stored.document.get("connectionString")
+        if self.check_hub is not None:
+            self.check_hub(hub)
+        await self.store.write([Put(Kind.LINKED_HUB, key, new_etag(), hub.to_wire())])
+        return hub.public_view()
 
     async def get_linked_hub(self, host_name: str) -> dict[str, Any]:
         stored = await self.store.get(Kind.LINKED_HUB, id_key(host_name))
         if stored is None:
             raise not_found(f"IoT hub {host_name!r} is not linked.", LINKED_HUB_NOT_FOUND)
-        return stored.document
+        return LinkedHub.model_validate(stored.document).public_view()
 
     async def list_linked_hubs(self) -> list[dict[str, Any]]:
-        return [row.document for row in await self.store.page(Kind.LINKED_HUB)]
+        rows = await self.store.page(Kind.LINKED_HUB)
+        return [LinkedHub.model_validate(row.document).public_view() for row in rows]
 
     async def delete_linked_hub(self, host_name: str) -> None:
         if not await self.store.delete(Kind.LINKED_HUB, id_key(host_name)):
             raise not_found(f"IoT hub {host_name!r} is not linked.", LINKED_HUB_NOT_FOUND)
-
-    async def list_hub_devices(self, host_name: str) -> list[dict[str, Any]]:
-        rows = await self.store.page(Kind.HUB_DEVICE, where={"hub_key": id_key(host_name)})
-        return [row.document for row in rows]
-
-    async def get_hub_device(self, host_name: str, device_id: str) -> dict[str, Any]:
-        stored = await self.store.get(Kind.HUB_DEVICE, hub_device_key(host_name, device_id))
-        if stored is None:
-            raise not_found(
-                f"Device {device_id!r} is not on IoT hub {host_name!r}.", REGISTRATION_NOT_FOUND
-            )
-        return stored.document

@@ -8,7 +8,8 @@ import pytest
 
 from devprov.bench.baseline import serve
 from devprov.bench.fleet import Fleet
-from devprov.bench.load import SCENARIOS, Target, run_scenario
+from devprov.bench.load import Target, run_scenario
+from devprov.bench.scenarios import SCENARIOS
 from devprov.bench.wire import client_context
 from devprov.server.tls import server_context
 from tests.conftest import Running, free_port

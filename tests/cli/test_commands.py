@@ -1,4 +1,7 @@
-"""The `devprov` command as an operator runs it: serve, info, hub add, device register."""
+"""The `devprov` command as an operator runs it: serve, info, hub add, device register.
+
+Commands run in-process (typer's runner) except `serve`, which runs as the process it is.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +12,33 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
 
+from devprov.cli import app
 from tests.conftest import free_port
 
 
-def devprov(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "devprov.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=check,
-    )
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def devprov(*args: str, check: bool = True) -> Ran:
+    result = CliRunner().invoke(app, list(args))
+    ran = Ran(result.exit_code, result.stdout, result.stderr)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    if check and ran.returncode != 0:
+        raise AssertionError(f"devprov {' '.join(args)} exited {ran.returncode}: {ran.stderr}")
+    return ran
 
 
 def info(data_dir: Path) -> dict[str, Any]:
@@ -108,6 +122,7 @@ def test_hub_added_while_serving_applies_to_the_next_registration(served: Path) 
 
 
 def test_errors_are_clear_and_exit_nonzero(tmp_path: Path) -> None:
+    devprov("init", "--data-dir", str(tmp_path))
     result = devprov("enrollment", "show", "ghost", "--data-dir", str(tmp_path), check=False)
     assert result.returncode == 1
     assert "404201" in result.stderr and "'ghost' does not exist" in result.stderr
@@ -115,6 +130,7 @@ def test_errors_are_clear_and_exit_nonzero(tmp_path: Path) -> None:
 
 def test_ca_proof_of_possession_and_x509_enrollments(tmp_path: Path) -> None:
     data, certs = str(tmp_path / "data"), str(tmp_path / "certs")
+    devprov("init", "--data-dir", data)
     devprov("cert", "root", "fleet", "--out", certs)
     devprov("cert", "intermediate", "line", "--issuer", "fleet", "--out", certs)
     devprov("cert", "device", "dev-9", "--issuer", "line", "--out", certs)
@@ -149,8 +165,41 @@ def test_tpm_enrollment_takes_its_registration_id_from_the_ek(tmp_path: Path) ->
     from tests.attestation.test_tpm import REAL_EK, REAL_EK_REGISTRATION_ID
 
     ek = base64.b64encode(REAL_EK).decode()
+    devprov("init", "--data-dir", str(tmp_path))
     created = json.loads(
         devprov("enrollment", "create", "--tpm-ek", ek, "--data-dir", str(tmp_path)).stdout
     )
     assert created["registrationId"] == REAL_EK_REGISTRATION_ID
     assert created["attestation"]["tpm"]["endorsementKey"] == ek
+
+
+def test_commands_other_than_serve_and_init_never_create_a_store(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "not-a-data-dir"
+    result = devprov("group", "create", "lost", "--data-dir", str(elsewhere), check=False)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback
+    assert f"no devprov data dir at {elsewhere}" in result.stderr
+    assert "devprov init" in result.stderr
+    assert not elsewhere.exists()
+
+
+def test_a_store_behind_the_schema_is_told_to_upgrade_not_migrated(tmp_path: Path) -> None:
+    from alembic import command
+
+    from devprov.instance import ensure_instance
+    from devprov.store.schema import _config, current_revision
+
+    database = f"sqlite:///{tmp_path / 'old.db'}"
+    ensure_instance(tmp_path / "data", database=database)
+    engine = sa.create_engine(database)
+    with engine.begin() as connection:
+        command.upgrade(_config(connection), "0004")
+    engine.dispose()
+
+    refused = devprov("hub", "list", "--data-dir", str(tmp_path / "data"), check=False)
+    assert refused.returncode == 1
+    assert "devprov db upgrade" in refused.stderr
+    assert current_revision(database) == "0004"  # looking changed nothing
+
+    devprov("db", "upgrade", "--data-dir", str(tmp_path / "data"))
+    assert json.loads(devprov("hub", "list", "--data-dir", str(tmp_path / "data")).stdout) == []

@@ -28,7 +28,7 @@ def _python_register(
         provisioning_host="localhost",
         registration_id=registration_id,
         id_scope=id_scope,
-        x509=X509(cert_file=str(files[0]), key_file=str(files[1])),
+        x509=X509(cert_file=str(files[0]), key_file=str(files[1])),  # type: ignore[no-untyped-call]
         server_verification_cert=Path(ca).read_text(),
         websockets=websockets,
     )

@@ -127,8 +127,9 @@ def connected(**options: Any) -> ServerConnection:
     return connection
 
 
-def refused(connection: ServerConnection, data: bytes) -> ProtocolError:
-    with pytest.raises(ProtocolError) as caught:
+def refused(connection: ServerConnection, data: bytes) -> mqtt.RemoteProtocolError:
+    """The peer's bytes broke a rule: a remote protocol error, never a local one."""
+    with pytest.raises(mqtt.RemoteProtocolError) as caught:
         connection.receive_data(data)
     return caught.value
 
@@ -867,3 +868,15 @@ def test_truncated_stream_returns_a_prefix_and_waits(
         assert first == stream  # only a whole stream ending in DISCONNECT closes it
         return
     assert connection.receive_data(data[cut:]) == stream[len(first) :]
+
+
+def test_an_unknown_packet_is_never_encoded() -> None:
+    with pytest.raises(mqtt.LocalProtocolError):
+        mqtt.encode(object())  # type: ignore[arg-type]
+
+
+def test_sending_after_close_is_our_mistake_not_the_peers() -> None:
+    connection = connected()
+    connection.close()
+    with pytest.raises(mqtt.LocalProtocolError):
+        connection.send(PingResp())

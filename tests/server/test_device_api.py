@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from devprov.store.database import Kind
-from tests.conftest import Running, Webhook
+from devprov.domain.records import Kind
+from tests.conftest import Running, Webhook, start_devprov
 from tests.helpers import (
     create_enrollment,
     create_group,
@@ -307,17 +308,22 @@ async def test_webhook_500_fails_with_400207(devprov: Running, webhook: Webhook)
     await assert_failed(devprov, result, 400207, "Custom allocation failed with status code: 500")
 
 
-async def test_webhook_timeout_fails_with_its_own_code(devprov: Running, webhook: Webhook) -> None:
-    devprov.devprov.registrations.webhooks.timeout_seconds = 0.3
-    key = await _custom_group(devprov, webhook)
+async def test_webhook_timeout_fails_with_its_own_code(
+    database_url: str, tmp_path: Path, webhook: Webhook
+) -> None:
+    devprov = await start_devprov(tmp_path / "data", database_url, webhook_timeout=0.3)
+    try:
+        key = await _custom_group(devprov, webhook)
 
-    async def hang(body: dict[str, Any]) -> web.StreamResponse:
-        await asyncio.sleep(5)
-        return web.json_response({})
+        async def hang(body: dict[str, Any]) -> web.StreamResponse:
+            await asyncio.sleep(5)
+            return web.json_response({})
 
-    webhook.behaviour = hang
-    result = await register(devprov, "dev-c", key)
-    await assert_failed(devprov, result, 400210, "did not answer within 0.3 s")
+        webhook.behaviour = hang
+        result = await register(devprov, "dev-c", key)
+        await assert_failed(devprov, result, 400210, "did not answer within 0.3 s")
+    finally:
+        await devprov.devprov.close()
 
 
 async def test_webhook_garbage_fails_with_its_own_code(devprov: Running, webhook: Webhook) -> None:

@@ -17,15 +17,22 @@ from typing import Any
 import pytest
 
 from devprov.admin import INDIVIDUAL, Admin
-from devprov.allocation.custom import WebhookClient
+from devprov.allocation.webhook import WebhookClient
+from devprov.domain.models import LinkedHub
+from devprov.domain.records import Kind
 from devprov.hubs.connector import DeviceIdentity
+from devprov.hubs.factory import Connectors
 from devprov.hubs.registry import RegistryConnector
 from devprov.protocol import mqtt
 from devprov.protocol.dps import DEFAULT_MAX_MESSAGE_BYTES
 from devprov.protocol.dps_mqtt import RESPONSE_FILTER
 from devprov.registration import RegistrationService, RegistrationSettings
-from devprov.server.mqtt import MAX_REQUESTS_IN_PROGRESS, MqttSession
-from devprov.store.database import Kind, Store
+from devprov.server.dps_mqtt import DpsMqtt
+from devprov.server.mqtt_listener import PACKET_OVERHEAD_BYTES
+from devprov.server.mqtt_session import MAX_REQUESTS_IN_PROGRESS, MqttSession, Peer
+from devprov.store.database import Store
+from devprov.store.schema import migrate
+from devprov.wiring import connector_factory, registration_service
 from tests.helpers import device_token
 from tests.protocol.framing import read_packets
 
@@ -37,29 +44,39 @@ STATUS = "$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operatio
 WAIT_SECONDS = 10.0
 
 
-class SlowConnector:
+class QuietConnector:
+    """What a test connector needs beyond putting devices on hubs."""
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def read_twin(self, hub: LinkedHub, device_id: str) -> dict[str, Any] | None:
+        return None
+
+    async def remove_device(self, hub: LinkedHub, device_id: str) -> None:
+        return None
+
+
+class SlowConnector(QuietConnector):
     """A hub connector that holds each device until the test lets it through."""
 
     def __init__(self) -> None:
         self.release = asyncio.Event()
         self.devices: list[DeviceIdentity] = []
 
-    async def upsert_device(self, identity: DeviceIdentity) -> None:
+    async def upsert_device(self, hub: LinkedHub, identity: DeviceIdentity) -> None:
         await self.release.wait()
         self.devices.append(identity)
 
-    async def remove_device(self, hub_host_name: str, device_id: str) -> None:
-        return None
 
-
-class BrokenConnector:
+class BrokenConnector(QuietConnector):
     """A hub connector whose hub answers with an error in French."""
 
-    async def upsert_device(self, identity: DeviceIdentity) -> None:
+    async def upsert_device(self, hub: LinkedHub, identity: DeviceIdentity) -> None:
         raise RuntimeError("le hub répond : « accès refusé » — café fermé")
-
-    async def remove_device(self, hub_host_name: str, device_id: str) -> None:
-        return None
 
 
 class Wire:
@@ -149,22 +166,30 @@ class Dps:
 
     def open(self) -> Device:
         wire = Wire()
-        session = MqttSession(self.registrations, DEFAULT_MAX_MESSAGE_BYTES, wire.write, wire.close)
+        session = MqttSession(
+            [DpsMqtt(self.registrations, DEFAULT_MAX_MESSAGE_BYTES)],
+            wire.write,
+            wire.close,
+            Peer(),
+            DEFAULT_MAX_MESSAGE_BYTES + PACKET_OVERHEAD_BYTES,
+        )
         self.sessions.append(session)
         return Device(session, wire)
 
 
 @pytest.fixture
 async def dps(tmp_path: Path) -> AsyncIterator[Dps]:
-    store = Store.open(f"sqlite:///{tmp_path / 'devprov.db'}")
+    url = f"sqlite:///{tmp_path / 'devprov.db'}"
+    migrate(url)
+    store = Store.connect(url)
     slow = SlowConnector()
-    registrations = RegistrationService(
-        RegistrationSettings(ID_SCOPE),
-        store,
-        WebhookClient(),
-        {"registry": RegistryConnector(store), "slow": slow, "broken": BrokenConnector()},
-    )
-    admin = Admin(store)
+    factory = connector_factory(store)
+    factory.register("slow", lambda _hub: slow)
+    factory.register("broken", lambda _hub: BrokenConnector())
+    connectors = Connectors(factory)
+    webhooks = WebhookClient()
+    registrations = registration_service(store, ID_SCOPE, connectors, webhooks)
+    admin = Admin(store, factory.check)
     await admin.put_linked_hub(HUB, {})
     running = Dps(store, admin, registrations, slow)
     yield running
@@ -176,6 +201,8 @@ async def dps(tmp_path: Path) -> AsyncIterator[Dps]:
     if others:
         await asyncio.wait(others, timeout=WAIT_SECONDS)
     await registrations.close()
+    await connectors.close()
+    await webhooks.close()
     await store.close()
 
 
@@ -251,7 +278,7 @@ async def test_register_over_mqtt(dps: Dps, style: str) -> None:
     assert state["deviceId"] == "dev-1"
     assert state["status"] == "assigned"
     assert await dps.store.get(Kind.REGISTRATION, "dev-1") is not None
-    assert [d["deviceId"] for d in await dps.admin.list_hub_devices(HUB)] == ["dev-1"]
+    assert [d["deviceId"] for d in await RegistryConnector(dps.store).devices(HUB)] == ["dev-1"]
 
     device.send(mqtt.PubAck(response.packet_id), mqtt.Disconnect())
     assert device.wire.closed

@@ -19,8 +19,9 @@ import pytest
 from multidict import CIMultiDict
 
 from devprov.attestation.sas import build_sas, sign
-from devprov.config import OWNER_POLICY, AccessPolicy, ensure_instance, save_instance
 from devprov.domain.keys import generate_key
+from devprov.domain.policies import OWNER_POLICY, AccessPolicy
+from devprov.instance import ensure_instance, save_instance
 from tests.conftest import Running, start_devprov
 from tests.helpers import group_device_key, register
 

@@ -11,19 +11,20 @@ import pytest
 import sqlalchemy as sa
 
 from devprov.domain.errors import DpsError
-from devprov.store.database import (
-    Kind,
-    Put,
-    Store,
-    migrate,
-    normalize_url,
-    strip_etag,
-)
+from devprov.domain.records import Kind, Put, StoredDocument
+from devprov.store.connections import normalize_url
+from devprov.store.database import Store, strip_etag
+from devprov.store.schema import migrate
+
+
+def migrated(url: str) -> Store:
+    migrate(url)
+    return Store.connect(url)
 
 
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[Store]:
-    opened = Store.open(database_url)
+    opened = migrated(database_url)
     yield opened
     await opened.close()
 
@@ -181,13 +182,13 @@ async def test_write_is_atomic_when_the_database_refuses_a_row(
 
 async def test_migrate_twice_is_harmless(database_url: str) -> None:
     migrate(database_url)
-    store = Store.open(database_url)  # migrates again
+    store = migrated(database_url)  # migrates again
     try:
         await store.create(put("dev-1"))
     finally:
         await store.close()
     migrate(database_url)
-    again = Store.open(database_url)
+    again = Store.connect(database_url)
     try:
         assert [row.key for row in await again.page(Kind.ENROLLMENT)] == ["dev-1"]
     finally:
@@ -213,7 +214,7 @@ def test_normalize_url() -> None:
 
 
 async def test_prune_deletes_only_what_was_written_before_the_cutoff(database_url: str) -> None:
-    store = Store.open(database_url)
+    store = migrated(database_url)
     try:
         await store.write([Put(Kind.OPERATION, "old", "e", {}, {"registration_key": "r"})])
         cutoff = time.time()
@@ -223,3 +224,25 @@ async def test_prune_deletes_only_what_was_written_before_the_cutoff(database_ur
         assert [row.key for row in await store.page(Kind.OPERATION)] == ["new"]
     finally:
         await store.close()
+
+
+async def test_update_reads_and_writes_in_one_transaction(store: Store) -> None:
+    seen: list[StoredDocument | None] = []
+
+    def count(current: StoredDocument | None) -> Put:
+        seen.append(current)
+        value = current.document["n"] + 1 if current else 1
+        return put("counter", f"e{value}", n=value)
+
+    await asyncio.gather(*(store.update(Kind.ENROLLMENT, "counter", count) for _ in range(20)))
+
+    stored = await store.get(Kind.ENROLLMENT, "counter")
+    assert stored is not None and stored.document["n"] == 20  # no update was lost
+    assert seen[0] is None
+
+
+async def test_update_that_changes_nothing_writes_nothing(store: Store) -> None:
+    await store.create(put("kept", "e1", n=1))
+    assert await store.update(Kind.ENROLLMENT, "kept", lambda current: None) is None
+    stored = await store.get(Kind.ENROLLMENT, "kept")
+    assert stored is not None and stored.etag == "e1"

@@ -1,1 +1,1 @@
-"""Choosing the IoT hub for a device: built-in policies and the custom allocation webhook."""
+"""Choosing a device's IoT hub: the allocator seam, the built-in policies and the webhook."""

@@ -118,6 +118,13 @@ def challenge(
     return record, TpmChallenge(activation_blob(ek, srk, key))
 
 
+def challenge_already_used(registration_id: str) -> DpsError:
+    return unauthorized(
+        f"The TPM challenge for {registration_id!r} was already used; register again"
+        " without authorization to get a new one."
+    )
+
+
 def attest_tpm_token(
     registration_id: str,
     individual: IndividualEnrollment,
@@ -140,10 +147,7 @@ def attest_tpm_token(
         raise unauthorized(f"The TPM-signed token for {registration_id!r} is not valid.")
     check_expiry(token)
     if registering and record.get("used"):
-        raise unauthorized(
-            f"The TPM challenge for {registration_id!r} was already used; register again"
-            " without authorization to get a new one."
-        )
+        raise challenge_already_used(registration_id)
     ek_bytes = enrolled_tpm(registration_id, individual)
     srk_bytes = base64.b64decode(record["storageRootKey"])
     keys = TpmKeys(ek_bytes, srk_bytes)

@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from devprov.bench.fleet import Fleet
+from devprov.bench.scenarios import SCENARIOS  # noqa: F401  (re-exported)
 from devprov.bench.wire import MqttClient, WireError, http_request
 from devprov.protocol import mqtt
 
-SCENARIOS = ("https-keepalive", "https-new-tls", "mqtt-new-connection")
 DEVICE_TIMEOUT_SECONDS = 30.0
 
 

@@ -24,8 +24,8 @@ from devprov.bench.load import Samples, Target, run_scenario
 from devprov.bench.seed import seed
 from devprov.bench.wire import client_context
 from devprov.client.service import ServiceClient
-from devprov.config import ensure_instance
-from devprov.wiring import raise_file_limit
+from devprov.instance import ensure_instance
+from devprov.process import raise_file_limit
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

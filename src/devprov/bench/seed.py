@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from devprov.domain.clock import now_timestamp
 from devprov.store import tables
-from devprov.store.database import migrate, normalize_url
+from devprov.store.connections import normalize_url
+from devprov.store.schema import migrate
 
 CHUNK = 10_000
 

@@ -9,13 +9,14 @@ from devprov.cli.certificates import ca_app, cert_app
 from devprov.cli.device import device_app
 from devprov.cli.hubs import hub_app
 from devprov.cli.records import enrollment_app, group_app, registration_app
-from devprov.cli.server import info, serve
+from devprov.cli.server import db_app, info, init, serve
 
 app = typer.Typer(
     help="devprov: a self-hosted Device Provisioning Service, wire-compatible with Azure DPS.",
     no_args_is_help=True,
 )
 app.command()(serve)
+app.command()(init)
 app.command()(info)
 app.command()(bench)
 app.command("bench-seed")(bench_seed)
@@ -27,5 +28,6 @@ app.add_typer(hub_app, name="hub")
 app.add_typer(ca_app, name="ca")
 app.add_typer(cert_app, name="cert")
 app.add_typer(device_app, name="device")
+app.add_typer(db_app, name="db")
 
 __all__ = ["app"]

@@ -1,26 +1,25 @@
-"""`devprov bench`: play a fleet against devprov and a bare-TLS baseline; print the figures."""
+"""`devprov bench`: play a fleet against devprov and a bare-TLS baseline; print the figures.
+
+The load generator is imported when a bench command runs, not with the CLI: `devprov --help`
+and every other command would otherwise pay for it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from devprov.bench.load import SCENARIOS
-from devprov.bench.runner import (
-    BenchConfig,
-    ScenarioResult,
-    as_json,
-    run_benchmark,
-    run_idle,
-)
-from devprov.bench.seed import seed
+from devprov.bench.scenarios import SCENARIOS
 from devprov.cli.common import DataDir, JsonFlag, console, err_console, instance_of
-from devprov.config import DEFAULT_DATA_DIR
+from devprov.settings import DEFAULT_DATA_DIR
+
+if TYPE_CHECKING:
+    from devprov.bench.runner import ScenarioResult
 
 
 def bench(
@@ -49,6 +48,8 @@ def bench(
     as_json_output: JsonFlag = False,
 ) -> None:
     """Provision a fleet of virtual devices and report rate, latency and server CPU."""
+    from devprov.bench.runner import BenchConfig, as_json, run_benchmark
+
     unknown = set(scenario or []) - set(SCENARIOS)
     if unknown:
         raise typer.BadParameter(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")
@@ -118,6 +119,8 @@ def bench_seed(
     enrollments: Annotated[int, typer.Option(help="Individual enrollments to add.")] = 100_000,
 ) -> None:
     """Fill the store of a data dir with records, to benchmark devprov with a large store."""
+    from devprov.bench.seed import seed
+
     database = instance_of(data_dir).database
     with Progress(
         TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
@@ -135,6 +138,8 @@ def bench_idle(
     db: Annotated[str | None, typer.Option(help="Database URL for the devprov started.")] = None,
 ) -> None:
     """Memory an idle MQTT device costs the server (TLS, CONNECT and SUBSCRIBE, then nothing)."""
+    from devprov.bench.runner import BenchConfig, run_idle
+
     result = run_idle(BenchConfig(scenarios=[], database=db), connections)
     console.print(
         f"{result.connections} idle MQTT connections ({result.failed} failed): server RSS"

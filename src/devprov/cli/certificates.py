@@ -9,7 +9,7 @@ import typer
 
 from devprov import certmaker
 from devprov.cli.common import DataDir, console, print_json, with_admin
-from devprov.config import DEFAULT_DATA_DIR
+from devprov.settings import DEFAULT_DATA_DIR
 
 ca_app = typer.Typer(
     help="Verified CAs: add one, get a code, prove possession, then groups may use it.",

@@ -1,4 +1,4 @@
-"""What every `devprov` command shares: the data dir option, the store, printing, errors."""
+"""What every `devprov` command shares: the data dir, the store, printing, errors."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import typer
 from rich.console import Console
 
 from devprov.admin import Admin
-from devprov.config import Instance, ensure_instance, load_instance
 from devprov.domain.errors import DpsError
+from devprov.instance import Instance, load_instance
+from devprov.settings import DEFAULT_DATA_DIR
 from devprov.store.database import Store
 
 console = Console()
@@ -27,25 +28,57 @@ DataDir = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 
 
+def fail(message: str) -> typer.Exit:
+    """Say what went wrong in one line on stderr; the caller raises what this returns."""
+    err_console.print(f"[red]error[/red]: {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
 def instance_of(data_dir: Path) -> Instance:
-    return load_instance(data_dir) or ensure_instance(data_dir)
+    """The instance a data dir holds; commands other than `serve` and `init` never make one."""
+    instance = load_instance(data_dir)
+    if instance is None:
+        hint = "" if data_dir != DEFAULT_DATA_DIR else " (the default; set DEVPROV_DATA_DIR)"
+        raise fail(
+            f"no devprov data dir at {data_dir.resolve()}{hint}: run `devprov init --data-dir"
+            f" {data_dir}` (or `devprov serve`) first, or point --data-dir at an existing one."
+        )
+    return instance
 
 
-def with_admin(data_dir: Path, work: Callable[[Admin], Awaitable[T]]) -> T:
-    """Run one management call straight against the store the server uses."""
+def with_store(data_dir: Path, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Run one call straight against the store the server uses (whose schema must be current:
+    migrating is `devprov db upgrade`'s job, or `serve`'s)."""
+    from devprov.store.schema import is_current
+
+    database = instance_of(data_dir).database
+    if not is_current(database):
+        raise fail(
+            f"the database of {data_dir} is not at this devprov's schema: run `devprov db"
+            f" upgrade --data-dir {data_dir}` (or start `devprov serve`)."
+        )
 
     async def run() -> T:
-        store = Store.open(instance_of(data_dir).database)
+        store = Store.connect(database)
         try:
-            return await work(Admin(store))
+            return await work(store)
         finally:
             await store.close()
 
     try:
         return asyncio.run(run())
     except DpsError as error:
-        err_console.print(f"[red]error {error.error_code}[/red]: {error.message}")
+        err_console.print(
+            f"[red]error {error.error_code}[/red]: {error.message}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(1) from None
+
+
+def with_admin(data_dir: Path, work: Callable[[Admin], Awaitable[T]]) -> T:
+    """Run one management call, with the rules the service API applies."""
+    from devprov.wiring import connector_factory
+
+    return with_store(data_dir, lambda store: work(Admin(store, connector_factory(store).check)))
 
 
 def print_json(value: Any) -> None:

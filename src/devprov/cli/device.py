@@ -11,7 +11,8 @@ import typer
 
 from devprov.cli.common import DataDir, err_console, print_json
 from devprov.client.device import DeviceClient, RegistrationFailed
-from devprov.config import DEFAULT_DATA_DIR, load_instance
+from devprov.instance import load_instance
+from devprov.settings import DEFAULT_DATA_DIR
 
 device_app = typer.Typer(help="devprov's own device client.", no_args_is_help=True)
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from devprov.cli.common import DataDir, console, print_json, with_admin
-from devprov.config import DEFAULT_DATA_DIR
+from devprov.cli.common import DataDir, console, print_json, with_admin, with_store
+from devprov.settings import DEFAULT_DATA_DIR
 
 hub_app = typer.Typer(
     help="Linked IoT hubs and the devices provisioned to them.", no_args_is_help=True
@@ -49,4 +49,6 @@ def hub_remove(host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 @hub_app.command("devices")
 def hub_devices(host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """The device identities devprov created on a hub (built-in registry connector)."""
-    print_json(with_admin(data_dir, lambda admin: admin.list_hub_devices(host_name)))
+    from devprov.hubs.registry import RegistryConnector
+
+    print_json(with_store(data_dir, lambda store: RegistryConnector(store).devices(host_name)))

@@ -13,7 +13,7 @@ from rich.table import Table
 from devprov.admin import GROUP, INDIVIDUAL, Admin, EnrollmentKind
 from devprov.attestation.tpm import registration_id_for
 from devprov.cli.common import DataDir, JsonFlag, console, print_json, with_admin
-from devprov.config import DEFAULT_DATA_DIR
+from devprov.settings import DEFAULT_DATA_DIR
 
 enrollment_app = typer.Typer(help="Individual enrollments.", no_args_is_help=True)
 group_app = typer.Typer(help="Enrollment groups.", no_args_is_help=True)

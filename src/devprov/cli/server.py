@@ -1,4 +1,4 @@
-"""`devprov serve` and `devprov info`."""
+"""`devprov serve`, `devprov init`, `devprov db upgrade` and `devprov info`."""
 
 from __future__ import annotations
 
@@ -7,23 +7,54 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
-from devprov.cli.common import DataDir, JsonFlag, console, err_console, instance_of, with_admin
-from devprov.config import DEFAULT_DATA_DIR
-from devprov.wiring import ServeOptions, configure_logging, prepare, run
+from devprov.cli.common import (
+    DataDir,
+    JsonFlag,
+    console,
+    err_console,
+    fail,
+    instance_of,
+    with_admin,
+)
+from devprov.settings import DEFAULT_DATA_DIR, Settings
+
+db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", envvar="DEVPROV_CONFIG", help="Settings file (TOML); default DIR/devprov.toml."
+    ),
+]
+
+
+def _settings(config: Path | None, **flags: object) -> Settings:
+    try:
+        return Settings.load(config, **flags)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+            for problem in error.errors(include_url=False)
+        )
+        raise fail(f"the settings are not valid: {problems}") from None
+    except (OSError, ValueError) as error:
+        raise fail(f"the settings could not be read: {error}") from None
 
 
 def serve(
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where devprov keeps its state (default ./devprov-data).")
+    ] = None,
+    config: ConfigFile = None,
     host: Annotated[
         str | None, typer.Option(help="Address to listen on (default localhost).")
     ] = None,
     https_port: Annotated[int | None, typer.Option(help="HTTPS port (default 443).")] = None,
     mqtt_port: Annotated[int | None, typer.Option(help="MQTT port (default 8883).")] = None,
     db: Annotated[
-        str | None,
-        typer.Option(envvar="DEVPROV_DB", help="Database URL: sqlite:///FILE or postgresql://..."),
+        str | None, typer.Option(help="Database URL: sqlite:///FILE or postgresql://...")
     ] = None,
     name: Annotated[
         list[str] | None,
@@ -36,27 +67,27 @@ def serve(
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="The key of --tls-cert.")] = None,
     webhook_timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for a custom allocation webhook.")
-    ] = 10.0,
+        float | None, typer.Option(help="Seconds to wait for a custom allocation webhook (10).")
+    ] = None,
     max_message_bytes: Annotated[
-        int, typer.Option(help="Largest device message accepted, payload included.")
-    ] = 96 * 1024,
+        int | None, typer.Option(help="Largest device message accepted, payload included.")
+    ] = None,
     workers: Annotated[
-        int, typer.Option(help="Processes serving the same ports and store (SO_REUSEPORT).")
-    ] = 1,
-    log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
+        int | None, typer.Option(help="Processes serving the same ports and store (SO_REUSEPORT).")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="Logging level (INFO).")] = None,
 ) -> None:
     """Run devprov: the device APIs (HTTPS, MQTT, MQTT over WebSocket) and the service API."""
-    configure_logging(log_level)
-    if bool(tls_cert) != bool(tls_key):
-        raise typer.BadParameter("--tls-cert and --tls-key go together")
-    options = ServeOptions(
+    from devprov.wiring import configure_logging, prepare, run
+
+    settings = _settings(
+        config,
         data_dir=data_dir,
         host=host,
         https_port=https_port,
         mqtt_port=mqtt_port,
-        database=db,
-        names=name or [],
+        db=db,
+        names=name,
         tls_cert=tls_cert,
         tls_key=tls_key,
         webhook_timeout=webhook_timeout,
@@ -64,13 +95,40 @@ def serve(
         workers=workers,
         log_level=log_level,
     )
-    instance, tls = prepare(options)
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    configure_logging(settings.log_level)
+    instance, tls = prepare(settings)
     err_console.print(
         f"devprov: id scope [bold]{instance.id_scope}[/bold] on"
         f" https://{instance.host_name}:{instance.https_port} and"
         f" mqtts://{instance.host_name}:{instance.mqtt_port} (CA: {tls.ca_cert})"
     )
-    run(options)
+    run(settings)
+
+
+def init(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    db: Annotated[
+        str | None, typer.Option(help="Database URL (default: SQLite in the data dir).")
+    ] = None,
+) -> None:
+    """Make a data dir: the instance (id scope, keys), its TLS material and its store."""
+    from devprov.store.schema import migrate
+    from devprov.wiring import prepare
+
+    instance, _ = prepare(Settings(data_dir=data_dir, db=db))
+    migrate(instance.database)
+    console.print(f"devprov data dir ready at {data_dir.resolve()} (id scope {instance.id_scope})")
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Bring the store's schema to this devprov's (`serve` does it too before listening)."""
+    from devprov.store.schema import head_revision, migrate
+
+    migrate(instance_of(data_dir).database)
+    console.print(f"schema at {head_revision()}")
 
 
 def info(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:

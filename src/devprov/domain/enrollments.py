@@ -142,5 +142,12 @@ def public_view(enrollment: EnrollmentFields) -> dict[str, Any]:
     return view.to_wire()
 
 
+def device_id_of(enrollment: EnrollmentFields, registration_id: str) -> str:
+    """The device's id on its hub: an individual enrollment's deviceId, else the registration id."""
+    if isinstance(enrollment, IndividualEnrollment) and enrollment.device_id:
+        return enrollment.device_id
+    return registration_id
+
+
 def default_registration_state(registration_id: str) -> dict[str, Any]:
     return {"registrationId": registration_id, "status": "unassigned"}

@@ -136,6 +136,12 @@ class LinkedHub(WireModel):
     connector: str = "registry"
     connection_string: str | None = None
 
+    def public_view(self) -> dict[str, Any]:
+        """The hub as GET shows it: its connection string is write-only."""
+        view = self.to_wire()
+        view.pop("connectionString", None)
+        return view
+
 
 BulkMode = Literal["create", "update", "updateIfMatchETag", "delete"]
 

@@ -1,9 +1,11 @@
-"""The hub connector interface and the device identity it is handed."""
+"""The hub connector interface: a device identity, a connector's calls and its lifecycle."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from devprov.domain.models import LinkedHub
 
 
 @dataclass(frozen=True)
@@ -23,20 +25,34 @@ class DeviceIdentity:
 
 
 class HubConnector(Protocol):
-    """Creates or updates a device identity on one kind of hub."""
+    """Creates, reads and removes device identities on the hubs of one kind.
 
-    async def upsert_device(self, identity: DeviceIdentity) -> None:
+    A connector is built from a linked hub's settings (see factory.py), started before its
+    first call and closed when devprov stops or the hub's settings change. Every call names
+    the linked hub it is for."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def upsert_device(self, hub: LinkedHub, identity: DeviceIdentity) -> None:
         """Create the device, or update its credentials and capabilities if it exists.
 
         The initial twin is applied only when `identity.initial_twin` is set: the registration
         service decides when a twin is (re)applied, the connector just carries it out."""
         ...
 
-    async def read_twin(self, hub_host_name: str, device_id: str) -> dict[str, Any] | None:
-        """The device's twin on a hub, so that "reprovision and migrate" can carry it along;
-        None when the device or its twin is not there."""
+    async def read_twin(self, hub: LinkedHub, device_id: str) -> dict[str, Any] | None:
+        """The device's twin, so that "reprovision and migrate" can carry it along; None when
+        the device or its twin is not there."""
         ...
 
-    async def remove_device(self, hub_host_name: str, device_id: str) -> None:
+    async def remove_device(self, hub: LinkedHub, device_id: str) -> None:
         """Remove a device from a hub it left (reprovisioning to another hub)."""
         ...
+
+
+class ConnectorSource(Protocol):
+    """Hands out the running connector of a linked hub."""
+
+    async def for_hub(self, hub: LinkedHub) -> HubConnector: ...

@@ -30,19 +30,31 @@ SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 
 ACCEPTED = 0
 UNACCEPTABLE_PROTOCOL_VERSION = 1
 IDENTIFIER_REJECTED = 2
+SERVER_UNAVAILABLE = 3
 BAD_USERNAME_OR_PASSWORD = 4
 NOT_AUTHORIZED = 5
 SUBSCRIBE_FAILURE = 0x80
 
 
 class ProtocolError(Exception):
-    """The peer broke the protocol; the connection must be closed.
+    """A protocol rule was broken; the connection must be closed (4.8).
 
-    `connack_code` is set when the right answer is a refusing CONNACK (3.1.4) before closing."""
+    As in h11, who broke it is told apart: `RemoteProtocolError` when the peer did (log it at
+    INFO, it is the peer's business), `LocalProtocolError` when this side asked for something
+    the protocol forbids (our own bug, or a response that cannot be encoded)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol. `connack_code` is set when the right answer is a refusing
+    CONNACK (3.1.4) before closing."""
 
     def __init__(self, message: str, connack_code: int | None = None) -> None:
         super().__init__(message)
         self.connack_code = connack_code
+
+
+class LocalProtocolError(ProtocolError, ValueError):
+    """This side tried to send something MQTT does not allow."""
 
 
 @dataclass(frozen=True)
@@ -130,20 +142,20 @@ Packet = (
 def _string(text: str) -> bytes:
     raw = text.encode("utf-8")
     if len(raw) > 0xFFFF:
-        raise ValueError("MQTT strings are at most 65535 bytes")
+        raise LocalProtocolError("MQTT strings are at most 65535 bytes")
     return struct.pack("!H", len(raw)) + raw
 
 
 def _binary(data: bytes) -> bytes:
     if len(data) > 0xFFFF:
-        raise ValueError("MQTT binary fields are at most 65535 bytes")
+        raise LocalProtocolError("MQTT binary fields are at most 65535 bytes")
     return struct.pack("!H", len(data)) + data
 
 
 def encode_remaining_length(length: int) -> bytes:
     """The variable-length integer of 2.2.3: seven bits a byte, at most four bytes."""
     if not 0 <= length <= MAX_REMAINING_LENGTH:
-        raise ValueError(f"remaining length {length} out of range")
+        raise LocalProtocolError(f"remaining length {length} out of range")
     out = bytearray()
     while True:
         digit, length = length % 128, length // 128
@@ -196,7 +208,9 @@ def encode(packet: Packet) -> bytes:
         return _frame(PINGREQ, 0, b"")
     if isinstance(packet, PingResp):
         return _frame(PINGRESP, 0, b"")
-    return _frame(DISCONNECT, 0, b"")
+    if isinstance(packet, Disconnect):
+        return _frame(DISCONNECT, 0, b"")
+    raise LocalProtocolError(f"{type(packet).__name__} is not an MQTT 3.1.1 packet")
 
 
 # Decoding ---------------------------------------------------------------------------------
@@ -211,7 +225,7 @@ class _Reader:
 
     def take(self, count: int) -> bytes:
         if self.offset + count > len(self.data):
-            raise ProtocolError("packet ends in the middle of a field")
+            raise RemoteProtocolError("packet ends in the middle of a field")
         chunk = self.data[self.offset : self.offset + count]
         self.offset += count
         return chunk
@@ -232,9 +246,9 @@ class _Reader:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise ProtocolError("string is not well-formed UTF-8") from None
+            raise RemoteProtocolError("string is not well-formed UTF-8") from None
         if "\x00" in text:
-            raise ProtocolError("string contains U+0000")
+            raise RemoteProtocolError("string contains U+0000")
         return text
 
     def rest(self) -> bytes:
@@ -251,11 +265,13 @@ _REQUIRED_FLAGS = {SUBSCRIBE: 0x02, UNSUBSCRIBE: 0x02, PUBREL: 0x02}
 def decode(packet_type: int, flags: int, body: bytes) -> Packet:
     """Decode one packet from its type, flags and body (any direction)."""
     if packet_type != PUBLISH and flags != _REQUIRED_FLAGS.get(packet_type, 0):
-        raise ProtocolError(f"reserved flags {flags:#x} on packet type {packet_type}")
+        raise RemoteProtocolError(f"reserved flags {flags:#x} on packet type {packet_type}")
     reader = _Reader(body)
     packet = _decode_body(packet_type, flags, reader)
     if not reader.done:
-        raise ProtocolError(f"{len(body) - reader.offset} stray bytes after packet {packet_type}")
+        raise RemoteProtocolError(
+            f"{len(body) - reader.offset} stray bytes after packet {packet_type}"
+        )
     return packet
 
 
@@ -265,18 +281,18 @@ def _decode_body(packet_type: int, flags: int, reader: _Reader) -> Packet:
     if packet_type == CONNACK:
         session_present = reader.byte()
         if session_present > 1:
-            raise ProtocolError("reserved CONNACK flags")
+            raise RemoteProtocolError("reserved CONNACK flags")
         return ConnAck(reader.byte(), bool(session_present))
     if packet_type == PUBLISH:
         qos = flags >> 1 & 0x03
         if qos == 3:
-            raise ProtocolError("PUBLISH with QoS 3")
+            raise RemoteProtocolError("PUBLISH with QoS 3")
         topic = reader.string()
         if not topic or "+" in topic or "#" in topic:
-            raise ProtocolError("PUBLISH topic is empty or has wildcards")
+            raise RemoteProtocolError("PUBLISH topic is empty or has wildcards")
         packet_id = reader.u16() if qos else None
         if packet_id == 0:
-            raise ProtocolError("packet identifier 0")
+            raise RemoteProtocolError("packet identifier 0")
         return Publish(topic, reader.rest(), qos, packet_id, bool(flags & 1), bool(flags & 8))
     if packet_type == PUBACK:
         return PubAck(reader.u16())
@@ -287,10 +303,10 @@ def _decode_body(packet_type: int, flags: int, reader: _Reader) -> Packet:
             topic = reader.string()
             qos = reader.byte()
             if qos > 2 or not topic:
-                raise ProtocolError("bad SUBSCRIBE topic filter or QoS byte")
+                raise RemoteProtocolError("bad SUBSCRIBE topic filter or QoS byte")
             subscriptions.append((topic, qos))
         if not subscriptions:
-            raise ProtocolError("SUBSCRIBE without topic filters")
+            raise RemoteProtocolError("SUBSCRIBE without topic filters")
         return Subscribe(packet_id, tuple(subscriptions))
     if packet_type == SUBACK:
         return SubAck(reader.u16(), tuple(reader.rest()))
@@ -300,7 +316,7 @@ def _decode_body(packet_type: int, flags: int, reader: _Reader) -> Packet:
         while not reader.done:
             topics.append(reader.string())
         if not topics:
-            raise ProtocolError("UNSUBSCRIBE without topic filters")
+            raise RemoteProtocolError("UNSUBSCRIBE without topic filters")
         return Unsubscribe(packet_id, tuple(topics))
     if packet_type == UNSUBACK:
         return UnsubAck(reader.u16())
@@ -310,13 +326,13 @@ def _decode_body(packet_type: int, flags: int, reader: _Reader) -> Packet:
         return PingResp()
     if packet_type == DISCONNECT:
         return Disconnect()
-    raise ProtocolError(f"packet type {packet_type} is not supported")
+    raise RemoteProtocolError(f"packet type {packet_type} is not supported")
 
 
 def _packet_id(reader: _Reader) -> int:
     packet_id = reader.u16()
     if packet_id == 0:
-        raise ProtocolError("packet identifier 0")
+        raise RemoteProtocolError("packet identifier 0")
     return packet_id
 
 
@@ -324,20 +340,20 @@ def _decode_connect(reader: _Reader) -> Connect:
     name = reader.string()
     level = reader.byte()
     if name != PROTOCOL_NAME:
-        raise ProtocolError(f"protocol name {name!r} is not MQTT")
+        raise RemoteProtocolError(f"protocol name {name!r} is not MQTT")
     if level != PROTOCOL_LEVEL:
-        raise ProtocolError(
+        raise RemoteProtocolError(
             f"protocol level {level} is not 4 (MQTT 3.1.1)", UNACCEPTABLE_PROTOCOL_VERSION
         )
     flags = reader.byte()
     if flags & 0x01:
-        raise ProtocolError("reserved CONNECT flag set")
+        raise RemoteProtocolError("reserved CONNECT flag set")
     will, will_qos, will_retain = bool(flags & 0x04), flags >> 3 & 0x03, bool(flags & 0x20)
     if will_qos == 3 or (not will and (will_qos or will_retain)):
-        raise ProtocolError("bad will flags")
+        raise RemoteProtocolError("bad will flags")
     has_username, has_password = bool(flags & 0x80), bool(flags & 0x40)
     if has_password and not has_username:
-        raise ProtocolError("password without user name")
+        raise RemoteProtocolError("password without user name")
     keep_alive = reader.u16()
     client_id = reader.string()
     will_topic = reader.string() if will else None
@@ -365,7 +381,7 @@ def take_frame(buffer: bytearray, max_packet_bytes: int) -> tuple[int, int, byte
     while True:
         if position >= len(buffer):
             if position > 4:
-                raise ProtocolError("remaining length longer than four bytes")
+                raise RemoteProtocolError("remaining length longer than four bytes")
             return None
         digit = buffer[position]
         length += (digit & 0x7F) * multiplier
@@ -374,9 +390,9 @@ def take_frame(buffer: bytearray, max_packet_bytes: int) -> tuple[int, int, byte
             break
         multiplier *= 128
         if position > 4:
-            raise ProtocolError("remaining length longer than four bytes")
+            raise RemoteProtocolError("remaining length longer than four bytes")
     if position + length > max_packet_bytes:
-        raise ProtocolError(
+        raise RemoteProtocolError(
             f"packet of {position + length} bytes exceeds the {max_packet_bytes} limit"
         )
     if len(buffer) < position + length:
@@ -423,16 +439,17 @@ class ServerConnection:
     def receive_data(self, data: bytes) -> list[Packet]:
         """Feed bytes; returns the complete packets they finish, in order."""
         if self.state is State.CLOSED:
-            raise ProtocolError("data after the connection closed")
+            raise LocalProtocolError("data after the connection closed")
         self._buffer += data
         packets = []
         while (frame := self._next_frame()) is not None:
             try:
                 packet = decode(*frame)
-            except ProtocolError as error:
+            except RemoteProtocolError as error:
                 if error.connack_code is not None:
                     if self.state is not State.AWAIT_CONNECT:
-                        raise ProtocolError("a second CONNECT") from error  # no CONNACK (3.1.0-2)
+                        # no CONNACK for a second CONNECT (3.1.0-2)
+                        raise RemoteProtocolError("a second CONNECT") from error
                     self.state = State.CONNECTING  # so that the refusing CONNACK can be sent
                 raise
             self._check_order(packet)
@@ -448,16 +465,16 @@ class ServerConnection:
     def _check_order(self, packet: Packet) -> None:
         if self.state is State.AWAIT_CONNECT:
             if not isinstance(packet, Connect):
-                raise ProtocolError("the first packet must be CONNECT")
+                raise RemoteProtocolError("the first packet must be CONNECT")
             self.keep_alive = packet.keep_alive
             self.state = State.CONNECTING
             return
         if isinstance(packet, Connect):
-            raise ProtocolError("a second CONNECT")
+            raise RemoteProtocolError("a second CONNECT")
         if isinstance(packet, (ConnAck, SubAck, UnsubAck, PingResp)):
-            raise ProtocolError(f"{type(packet).__name__} is sent by servers, not clients")
+            raise RemoteProtocolError(f"{type(packet).__name__} is sent by servers, not clients")
         if isinstance(packet, Publish) and packet.qos == 2:
-            raise ProtocolError("QoS 2 publishing is not supported")
+            raise RemoteProtocolError("QoS 2 publishing is not supported")
         if isinstance(packet, PubAck):
             self._inflight.discard(packet.packet_id)
 
@@ -465,16 +482,18 @@ class ServerConnection:
         """Bytes for a packet to the client. A QoS 1 PUBLISH gets a packet id and is counted
         in flight until the client's PUBACK; past `max_inflight` the client is not reading."""
         if self.state is State.CLOSED:
-            raise ProtocolError("send after the connection closed")
+            raise LocalProtocolError("send after the connection closed")
         if isinstance(packet, ConnAck):
             if self.state is not State.CONNECTING:
-                raise ProtocolError("CONNACK before CONNECT, or twice")
+                raise LocalProtocolError("CONNACK before CONNECT, or twice")
             self.state = State.CONNECTED if packet.return_code == ACCEPTED else State.CLOSED
         elif self.state is not State.CONNECTED:
-            raise ProtocolError("only CONNACK may be sent before the connection is accepted")
+            raise LocalProtocolError("only CONNACK may be sent before the connection is accepted")
         if isinstance(packet, Publish) and packet.qos:
             if len(self._inflight) >= self.max_inflight:
-                raise ProtocolError(f"more than {self.max_inflight} messages left unacknowledged")
+                raise RemoteProtocolError(
+                    f"more than {self.max_inflight} messages left unacknowledged"
+                )
             packet = Publish(packet.topic, packet.payload, 1, self._allocate_packet_id())
             self._inflight.add(packet.packet_id or 0)
         return encode(packet)

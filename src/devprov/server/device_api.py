@@ -6,12 +6,15 @@ TPM devices register here only (DPS does no TPM over MQTT): their first register
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiohttp import web
 
 from devprov.protocol.dps import RegisterRequest, parse_register_body
 from devprov.registration import DeviceProof, OperationResult, RegistrationService
 from devprov.server.http import json_response, read_body, require_api_version
-from devprov.server.mqtt import serve_websocket
+from devprov.server.mqtt_listener import serve_websocket
+from devprov.server.mqtt_session import MqttApplication
 from devprov.server.routing import Router
 from devprov.server.trust import peer_chain
 
@@ -34,9 +37,17 @@ def operation_response(result: OperationResult) -> web.Response:
 
 
 class DeviceApi:
-    def __init__(self, registrations: RegistrationService, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        registrations: RegistrationService,
+        max_message_bytes: int,
+        mqtt_applications: Sequence[MqttApplication],
+        max_packet_bytes: int,
+    ) -> None:
         self.registrations = registrations
         self.max_message_bytes = max_message_bytes
+        self.mqtt_applications = mqtt_applications
+        self.max_packet_bytes = max_packet_bytes
 
     def add_routes(self, router: Router) -> None:
         base = "/{idScope}/registrations/{registrationId}"
@@ -46,7 +57,7 @@ class DeviceApi:
         router.add("GET", "/$iothub/websocket", self.websocket)
 
     async def websocket(self, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
-        return await serve_websocket(request, self.registrations, self.max_message_bytes)
+        return await serve_websocket(request, self.mqtt_applications, self.max_packet_bytes)
 
     async def _registration_body(self, request: web.Request) -> RegisterRequest:
         require_api_version(request)

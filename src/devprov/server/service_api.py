@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from devprov.admin import GROUP, INDIVIDUAL, Admin, EnrollmentKind, Page, page_size
-from devprov.config import Instance
+from devprov.domain.policies import PolicyLookup
 from devprov.server.http import json_response, no_content, read_json, require_api_version
 from devprov.server.routing import Router
 from devprov.server.service_auth import authorize
@@ -16,6 +16,14 @@ from devprov.server.service_auth import authorize
 MAX_SERVICE_BODY_BYTES = 4 * 1024 * 1024
 _WRITES = {"EnrollmentWrite", "ServiceConfig"}
 ServiceCall = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
+
+
+class HubDevices(Protocol):
+    """The device identities the built-in hub connector keeps, for reading."""
+
+    async def devices(self, hub_host_name: str) -> list[dict[str, Any]]: ...
+
+    async def device(self, hub_host_name: str, device_id: str) -> dict[str, Any]: ...
 
 
 def page_response(page: Page, item_type: str, size: int) -> web.Response:
@@ -29,19 +37,21 @@ class ServiceApi:
     def __init__(
         self,
         admin: Admin,
-        instance: Instance,
+        policy_of: PolicyLookup,
         known_hosts: set[str],
+        hub_devices: HubDevices,
         after_write: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.admin = admin
-        self.instance = instance
+        self.policy_of = policy_of
         self.known_hosts = known_hosts
+        self.hub_devices = hub_devices
         self.after_write = after_write
 
     def _guard(self, right: str, call: ServiceCall) -> ServiceCall:
         async def guarded(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
             require_api_version(request)
-            authorize(self.instance, request.headers.get("Authorization"), right, self.known_hosts)
+            authorize(self.policy_of, request.headers.get("Authorization"), right, self.known_hosts)
             response = await call(request, params)
             if self.after_write is not None and request.method != "GET" and right in _WRITES:
                 await self.after_write()  # e.g. TLS must trust a new certificate at once
@@ -173,7 +183,7 @@ class ServiceApi:
         return no_content()
 
     async def list_hub_devices(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        return json_response(await self.admin.list_hub_devices(params["hub"]))
+        return json_response(await self.hub_devices.devices(params["hub"]))
 
     async def get_hub_device(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        return json_response(await self.admin.get_hub_device(params["hub"], params["device"]))
+        return json_response(await self.hub_devices.device(params["hub"], params["device"]))

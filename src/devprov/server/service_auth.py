@@ -5,13 +5,13 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from devprov.attestation.sas import check_expiry, parse_sas, signature_matches
-from devprov.config import Instance
 from devprov.domain.errors import PERMISSION_DENIED, DpsError, unauthorized
 from devprov.domain.keys import decode_key
+from devprov.domain.policies import PolicyLookup
 
 
 def authorize(
-    instance: Instance, authorization: str | None, right: str, known_hosts: set[str]
+    policy_of: PolicyLookup, authorization: str | None, right: str, known_hosts: set[str]
 ) -> str:
     """Check a service token and that its policy grants `right`; return the policy name.
 
@@ -21,7 +21,7 @@ def authorize(
     token = parse_sas(authorization)
     if not token.key_name:
         raise unauthorized("The service SharedAccessSignature must name its policy (skn).")
-    policy = instance.policy(token.key_name)
+    policy = policy_of(token.key_name)
     if policy is None:
         raise unauthorized(f"There is no shared access policy named {token.key_name!r}.")
     if _host_of(token.resource_as_sent) not in known_hosts:

@@ -32,7 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from devprov.domain.certificates import load_certificate
-from devprov.store.database import Kind, Store
+from devprov.domain.records import Kind, RecordStore
 
 log = logging.getLogger(__name__)
 NO_CHECK_TIME = 0x200000  # X509_V_FLAG_NO_CHECK_TIME: dates are checked by the application
@@ -87,7 +87,7 @@ def anchors_in(document: dict[str, Any]) -> Iterable[str]:
 class ClientTrust:
     """Keeps the listeners' context trusting every certificate the store holds."""
 
-    def __init__(self, context: ssl.SSLContext, store: Store) -> None:
+    def __init__(self, context: ssl.SSLContext, store: RecordStore) -> None:
         self.context = context
         self.store = store
         self._loaded: set[bytes] = set()

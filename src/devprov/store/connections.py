@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -21,6 +22,24 @@ from sqlalchemy.sql.base import Executable
 
 SQLITE_BUSY_SECONDS = 30
 Parameters = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None  # one row, or many
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain `sqlite:///` and `postgresql://` URLs and pick devprov's drivers for them
+    (SQLite is always used synchronously, see connections.py)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"Not a database URL: {url!r}")
+    base = scheme.split("+", 1)[0].lower()
+    if base == "sqlite":
+        return f"sqlite://{rest}"
+    if base in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    raise ValueError(f"Unsupported database {scheme!r}: use sqlite:/// or postgresql://")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
 
 
 class DbConnection(Protocol):

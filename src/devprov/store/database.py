@@ -6,85 +6,26 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from devprov.domain.errors import conflict, precondition_failed
+from devprov.domain.records import Change, Kind, Put, Revisions, StoredDocument
 from devprov.store import tables
-from devprov.store.connections import AsyncDatabase, Database, DbConnection, InlineSqlite
+from devprov.store.connections import (
+    AsyncDatabase,
+    Database,
+    DbConnection,
+    InlineSqlite,
+    normalize_url,
+)
+from devprov.store.tables import table_of
 
-MIGRATIONS = Path(__file__).parent / "migrations"
 T = TypeVar("T")
-
-
-class Kind(Enum):
-    """The kinds of record, each kept in its own table."""
-
-    ENROLLMENT = "enrollments"
-    GROUP = "enrollment_groups"
-    REGISTRATION = "registrations"
-    OPERATION = "operations"
-    LINKED_HUB = "linked_hubs"
-    HUB_DEVICE = "hub_devices"
-    CERTIFICATE = "certificates"
-    TPM_CHALLENGE = "tpm_challenges"
-
-    @property
-    def table(self) -> sa.Table:
-        return tables.metadata.tables[self.value]
-
-    @property
-    def revised(self) -> bool:
-        """Whether writes to this kind bump its revision (caches of it depend on that)."""
-        return self in _REVISED
-
-
-_REVISED = {Kind.ENROLLMENT, Kind.GROUP, Kind.LINKED_HUB, Kind.CERTIFICATE}
-
-
-@dataclass(frozen=True)
-class StoredDocument:
-    key: str
-    etag: str
-    document: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Put:
-    """One upsert in a batch written by `Store.write`; `columns` fills a table's lookup columns."""
-
-    kind: Kind
-    key: str
-    etag: str
-    document: Mapping[str, Any]
-    columns: Mapping[str, str | None] = field(default_factory=dict)
-
-
-def normalize_url(url: str) -> str:
-    """Accept plain `sqlite:///` and `postgresql://` URLs and pick devprov's drivers for them
-    (SQLite is always used synchronously, see connections.py)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ValueError(f"Not a database URL: {url!r}")
-    base = scheme.split("+", 1)[0].lower()
-    if base == "sqlite":
-        return f"sqlite://{rest}"
-    if base in ("postgresql", "postgres"):
-        return f"postgresql+psycopg://{rest}"
-    raise ValueError(f"Unsupported database {scheme!r}: use sqlite:/// or postgresql://")
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
 
 
 def strip_etag(value: str) -> str:
@@ -93,29 +34,6 @@ def strip_etag(value: str) -> str:
     if value.startswith("W/"):
         value = value[2:]
     return value.strip('"')
-
-
-def migrate(url: str) -> None:
-    """Bring the schema to the newest revision (safe to run from several processes at once)."""
-    engine = sa.create_engine(normalize_url(url))
-    try:
-        with engine.connect() as connection:
-            if engine.dialect.name == "sqlite":
-                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
-                connection.commit()
-            _upgrade(connection)
-    finally:
-        engine.dispose()
-
-
-def _upgrade(connection: Connection) -> None:
-    with connection.begin():
-        if connection.dialect.name == "postgresql":
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(727376)"))
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
 
 
 WriteOp = Callable[[DbConnection], Awaitable[T]]
@@ -137,9 +55,8 @@ class Store:
         self._writer: asyncio.Task[None] | None = None
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        """Migrate the database, then connect to it."""
-        migrate(url)
+    def connect(cls, url: str) -> Store:
+        """Connect to a database whose schema is current (see `migrate`)."""
         if url.lower().startswith("sqlite"):
             return cls(InlineSqlite(normalize_url(url)))
         return cls(AsyncDatabase(normalize_url(url)))
@@ -162,7 +79,7 @@ class Store:
         where: Mapping[str, str] | None = None,
     ) -> list[StoredDocument]:
         """Records in key order, starting after `after`, optionally filtered on lookup columns."""
-        table = kind.table
+        table = table_of(kind)
         query = sa.select(table.c.key, table.c.etag, table.c.document).order_by(table.c.key)
         if after is not None:
             query = query.where(table.c.key > after)
@@ -174,7 +91,7 @@ class Store:
             rows = (await connection.execute(query)).all()
         return [StoredDocument(row.key, row.etag, row.document) for row in rows]
 
-    async def revisions(self) -> tuple[int, ...]:
+    async def revisions(self) -> Revisions:
         """The revision of every revised kind: equal answers mean nothing of them changed,
         whichever process wrote (one small read, so a cache can ask before every use)."""
         table = tables.revisions
@@ -182,9 +99,7 @@ class Store:
             rows = await connection.execute(sa.select(table.c.revision).order_by(table.c.kind))
             return tuple(row.revision for row in rows)
 
-    async def revisions_and(
-        self, kind: Kind, key: str
-    ) -> tuple[tuple[int, ...], StoredDocument | None]:
+    async def revisions_and(self, kind: Kind, key: str) -> tuple[Revisions, StoredDocument | None]:
         """`revisions()` and `get(kind, key)` in one round trip (a register needs both)."""
         async with self.database.connect() as connection:
             rows = (await connection.execute(_statements(kind).with_revisions, {"key": key})).all()
@@ -196,13 +111,13 @@ class Store:
 
     async def keys(self, kind: Kind) -> list[str]:
         async with self.database.connect() as connection:
-            return [row.key for row in await connection.execute(sa.select(kind.table.c.key))]
+            return [row.key for row in await connection.execute(sa.select(table_of(kind).c.key))]
 
     async def count(self, kind: Kind) -> int:
         async with self.database.connect() as connection:
             return int(
                 (
-                    await connection.execute(sa.select(sa.func.count()).select_from(kind.table))
+                    await connection.execute(sa.select(sa.func.count()).select_from(table_of(kind)))
                 ).scalar_one()
             )
 
@@ -250,7 +165,7 @@ class Store:
 
         async def insert(connection: DbConnection) -> None:
             try:
-                await connection.execute(sa.insert(put.kind.table).values(**_row(put)))
+                await connection.execute(sa.insert(table_of(put.kind)).values(**_row(put)))
             except IntegrityError:
                 raise conflict(f"A record with id {put.key!r} already exists.") from None
             await _bump(connection, put.kind)
@@ -267,7 +182,7 @@ class Store:
                 existed = await self._exists(connection, put.kind, put.key)
                 await self._upsert(connection, put)
                 return not existed
-            table = put.kind.table
+            table = table_of(put.kind)
             result = await connection.execute(
                 sa.update(table)
                 .where(table.c.key == put.key, table.c.etag == strip_etag(if_match))
@@ -282,7 +197,7 @@ class Store:
 
     async def delete(self, kind: Kind, key: str, if_match: str | None = None) -> bool:
         """Delete a record; False when there was none. A stale If-Match raises 412."""
-        table = kind.table
+        table = table_of(kind)
 
         async def delete(connection: DbConnection) -> bool:
             statement = sa.delete(table).where(table.c.key == key)
@@ -304,6 +219,17 @@ class Store:
     async def write(self, puts: Sequence[Put]) -> None:
         """Upsert several records together: all of them are written, or none."""
         await self.run(_Upserts(self, tuple(puts)))
+
+    async def update(self, kind: Kind, key: str, change: Change) -> Put | None:
+        """Read a record and write what `change` makes of it, in one transaction."""
+
+        async def read_modify_write(connection: DbConnection) -> Put | None:
+            put = change(await self.fetch(connection, kind, key))
+            if put is not None:
+                await self._upsert(connection, put)
+            return put
+
+        return await self.run(read_modify_write)
 
     async def _run_batch(
         self, connection: DbConnection, operations: list[WriteOp[Any]]
@@ -334,7 +260,7 @@ class Store:
 
     async def prune(self, kind: Kind, older_than: float) -> int:
         """Delete the records of `kind` last written before `older_than` (epoch seconds)."""
-        table = kind.table
+        table = table_of(kind)
 
         async def delete_old(connection: DbConnection) -> int:
             result = await connection.execute(
@@ -345,8 +271,8 @@ class Store:
         return await self.run(delete_old)
 
     async def fetch(self, connection: DbConnection, kind: Kind, key: str) -> StoredDocument | None:
-        """Read a record inside a write operation (sees that transaction's own writes)."""
-        table = kind.table
+        """Read a record inside a write transaction (sees that transaction's own writes)."""
+        table = table_of(kind)
         row = (
             await connection.execute(
                 sa.select(table.c.key, table.c.etag, table.c.document).where(table.c.key == key)
@@ -354,12 +280,8 @@ class Store:
         ).first()
         return StoredDocument(row.key, row.etag, row.document) if row else None
 
-    async def upsert(self, connection: DbConnection, put: Put) -> None:
-        """Write a record inside a write operation."""
-        await self._upsert(connection, put)
-
     async def _exists(self, connection: DbConnection, kind: Kind, key: str) -> bool:
-        table = kind.table
+        table = table_of(kind)
         found = await connection.execute(sa.select(table.c.key).where(table.c.key == key))
         return found.first() is not None
 
@@ -378,7 +300,7 @@ async def _bump(connection: DbConnection, kind: Kind) -> None:
 
 
 def _row(put: Put) -> dict[str, Any]:
-    row = dict.fromkeys(put.kind.table.c.keys())  # every column: the upsert names them all
+    row = dict.fromkeys(table_of(put.kind).c.keys())  # every column: the upsert names them all
     row.update(key=put.key, etag=put.etag, document=dict(put.document), updated_at=time.time())
     row.update(put.columns)
     return row
@@ -407,7 +329,7 @@ class _Statements:
 
 @functools.cache
 def _statements(kind: Kind) -> _Statements:
-    table = kind.table
+    table = table_of(kind)
     upserts: dict[str, Any] = {}
     for dialect, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert)):
         statement = insert(table)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from devprov.domain.records import Kind
+
 metadata = sa.MetaData()
 
 
@@ -49,3 +51,8 @@ tpm_challenges = _document_table("tpm_challenges")
 hub_devices = _document_table(
     "hub_devices", sa.Column("hub_key", sa.String(256), nullable=False, index=True)
 )
+
+
+def table_of(kind: Kind) -> sa.Table:
+    """The table that holds records of `kind` (named after it)."""
+    return metadata.tables[kind.value]

@@ -1,4 +1,4 @@
-"""The custom allocation webhook client: DPS's request body out, the hub, twin and payload back."""
+"""The custom allocation webhook: DPS's request body out, the hub, twin and payload back."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Any
 
 import aiohttp
 
+from devprov.allocation.allocator import Allocation, AllocationRequest
 from devprov.allocation.policies import AllocationError
 from devprov.bounded_read import read_limited
+from devprov.domain.enrollments import public_view
 from devprov.domain.errors import (
     CUSTOM_ALLOCATION_FAILED,
     HUB_NOT_LINKED,
@@ -18,6 +20,7 @@ from devprov.domain.errors import (
     WEBHOOK_TIMEOUT,
     WEBHOOK_UNREACHABLE,
 )
+from devprov.domain.models import IndividualEnrollment
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 MAX_RESPONSE_BYTES = 1024 * 1024
@@ -135,4 +138,34 @@ def parse_answer(raw: bytes, linked_hubs: list[str]) -> WebhookAnswer:
     return WebhookAnswer(chosen, twin, answer.get("payload"))
 
 
-__all__ = ["WebhookAnswer", "WebhookClient", "allocation_request", "parse_answer"]
+class WebhookAllocator:
+    """The `custom` policy: asks the enrollment's webhook, as DPS does."""
+
+    def __init__(self, client: WebhookClient) -> None:
+        self.client = client
+
+    async def allocate(self, request: AllocationRequest) -> Allocation:
+        definition = request.enrollment.custom_allocation_definition
+        assert definition is not None  # Allocators sends no enrollment without one here
+        answer = await self.client.allocate(definition.webhook_url, webhook_body(request))
+        return Allocation(answer.iot_hub_host_name, answer.initial_twin, answer.payload)
+
+
+def webhook_body(request: AllocationRequest) -> dict[str, Any]:
+    """DPS's AllocationRequest: the enrollment without secrets, the device runtime context
+    (registration id, where it is now, its attestation kind, its payload) and the hubs."""
+    context: dict[str, Any] = {"registrationId": request.registration_id}
+    if request.current is not None:
+        context["currentIotHubHostName"] = request.current.hub
+        context["currentDeviceId"] = request.current.device_id
+    context.update(request.runtime_attestation)
+    if request.payload is not None:
+        context["payload"] = request.payload
+    kind = (
+        "individualEnrollment"
+        if isinstance(request.enrollment, IndividualEnrollment)
+        else "enrollmentGroup"
+    )
+    view = public_view(request.enrollment)
+    view.pop("registrationState", None)
+    return allocation_request(kind, view, context, [hub.host_name for hub in request.candidates])

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from devprov.allocation.custom import WebhookClient, allocation_request
 from devprov.allocation.policies import AllocationError
+from devprov.allocation.webhook import WebhookClient, allocation_request
 from tests.conftest import Webhook
 
 HUBS = ["toasters.example", "Heatpumps.Example"]

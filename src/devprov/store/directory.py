@@ -12,26 +12,28 @@ from collections import OrderedDict
 
 from devprov.domain.cas import KnownCa
 from devprov.domain.certificates import load_certificate
+from devprov.domain.ids import id_key
 from devprov.domain.models import EnrollmentGroup, IndividualEnrollment, LinkedHub
-from devprov.store.database import Kind, Store
+from devprov.domain.records import Kind, RecordStore, Revisions
 
 MAX_CACHED_INDIVIDUALS = 10_000
 
 
-class Directory:
-    """A cache of the records registrations read, invalidated by the store's revisions."""
+class CachedDirectory:
+    """The registration service's `Directory`: a cache of the records registrations read,
+    invalidated by the store's revisions."""
 
-    def __init__(self, store: Store, max_individuals: int = MAX_CACHED_INDIVIDUALS) -> None:
+    def __init__(self, store: RecordStore, max_individuals: int = MAX_CACHED_INDIVIDUALS) -> None:
         self.store = store
         self.max_individuals = max_individuals
-        self._revisions: tuple[int, ...] | None = None
+        self._revisions: Revisions | None = None
         self._individuals: OrderedDict[str, IndividualEnrollment | None] = OrderedDict()
         self._individual_keys: set[str] | None = None
         self._groups: dict[str, list[EnrollmentGroup]] | None = None
         self._hubs: list[LinkedHub] | None = None
         self._cas: dict[str, KnownCa] | None = None
 
-    async def refresh(self, revisions: tuple[int, ...] | None = None) -> None:
+    async def refresh(self, revisions: Revisions | None = None) -> None:
         """Drop everything if anything changed since the last look. Call once per use, with
         the store's revisions if the caller has just read them."""
         if revisions is None:
@@ -46,11 +48,12 @@ class Directory:
         self._individual_keys = None
         self._groups = self._hubs = self._cas = None
 
-    async def individual(self, key: str) -> IndividualEnrollment | None:
-        """The individual enrollment stored under `key` (a lower-case id), or None.
+    async def individual(self, registration_id: str) -> IndividualEnrollment | None:
+        """The device's individual enrollment, or None.
 
         The ids of all individual enrollments are held (a few MB for a million), so a group
         device, which has none, costs no read at all."""
+        key = id_key(registration_id)
         if self._individual_keys is None:
             self._individual_keys = set(await self.store.keys(Kind.ENROLLMENT))
         if key not in self._individual_keys:

@@ -1,4 +1,4 @@
-"""Alembic migrations: a database made by an older devprov is brought to the newest schema."""
+"""The schema: migrations bring an older database to the newest revision, explicitly."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from devprov.store.database import MIGRATIONS, migrate, normalize_url
+from devprov.store.connections import normalize_url
+from devprov.store.schema import MIGRATIONS, current_revision, head_revision, is_current, migrate
 
 
 def _upgrade_to(url: str, revision: str) -> None:
@@ -44,3 +45,16 @@ def test_attestation_column_is_filled_in_for_existing_enrollments(database_url: 
     engine.dispose()
     assert kind == "x509"
     assert revisions == 4
+
+
+def test_a_database_is_current_only_once_migrated(database_url: str) -> None:
+    assert current_revision(database_url) is None
+    assert not is_current(database_url)
+    _upgrade_to(database_url, "0004")
+    assert current_revision(database_url) == "0004"
+    assert not is_current(database_url)
+
+    migrate(database_url)
+
+    assert current_revision(database_url) == head_revision()
+    assert is_current(database_url)

@@ -1,4 +1,4 @@
-"""Settings: what `devprov serve` was told (flags, environment), and the instance it serves.
+"""The instance: the identity one devprov keeps in its data dir (id scope, policies, database).
 
 The instance file (`devprov.json` in the data dir) holds what must survive restarts and be shared
 with other devprov commands: the id scope, the shared access policies, the database URL and where
@@ -17,28 +17,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from devprov.domain.keys import generate_key
-from devprov.store.database import sqlite_url
+from devprov.domain.policies import OWNER_POLICY, AccessPolicy
 
 INSTANCE_FILE = "devprov.json"
-DEFAULT_DATA_DIR = Path("devprov-data")
-ALL_RIGHTS = [
-    "ServiceConfig",
-    "EnrollmentRead",
-    "EnrollmentWrite",
-    "RegistrationStatusRead",
-    "RegistrationStatusWrite",
-]
-OWNER_POLICY = "provisioningserviceowner"
 WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
-
-
-class AccessPolicy(BaseModel):
-    """A DPS shared access policy: a key name, two keys and the rights they grant."""
-
-    key_name: str
-    primary_key: str
-    secondary_key: str
-    rights: list[str] = Field(default_factory=lambda: list(ALL_RIGHTS))
 
 
 class Instance(BaseModel):
@@ -94,7 +76,7 @@ def ensure_instance(data_dir: Path, **updates: Any) -> Instance:
                 key_name=OWNER_POLICY, primary_key=generate_key(), secondary_key=generate_key()
             )
         ],
-        database=sqlite_url((data_dir / "devprov.db").resolve()),
+        database=f"sqlite:///{(data_dir / 'devprov.db').resolve()}",
     )
     changed = instance.model_copy(update={k: v for k, v in updates.items() if v is not None})
     save_instance(data_dir, changed)

@@ -1,0 +1,90 @@
+"""The placement stage: carrying out a reprovisioning plan on the hubs, through their connectors."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from devprov.allocation.policies import AllocationError
+from devprov.attestation.attested import Attested
+from devprov.domain.errors import HUB_CONNECTOR_FAILED
+from devprov.domain.models import LinkedHub
+from devprov.domain.reprovisioning import Place, Plan
+from devprov.hubs.connector import ConnectorSource, DeviceIdentity
+
+log = logging.getLogger(__name__)
+
+
+class Placement:
+    """Puts the device's identity on its hub; reads its old twin and removes it from its old
+    hub when the plan says so."""
+
+    def __init__(self, connectors: ConnectorSource) -> None:
+        self.connectors = connectors
+
+    async def place(
+        self,
+        attested: Attested,
+        hub: LinkedHub,
+        device_id: str,
+        plan: Plan,
+        linked: list[LinkedHub],
+    ) -> None:
+        twin = plan.twin
+        if plan.carry_twin_from is not None:
+            twin = await self._old_twin(linked, plan.carry_twin_from)
+        await self._put_on_hub(attested, hub, device_id, twin)
+        if plan.leave is not None:
+            await self._remove(linked, plan.leave)
+
+    async def _put_on_hub(
+        self, attested: Attested, hub: LinkedHub, device_id: str, twin: dict[str, Any] | None
+    ) -> None:
+        capabilities = attested.enrollment.capabilities
+        identity = DeviceIdentity(
+            hub_host_name=hub.host_name,
+            device_id=device_id,
+            registration_id=attested.registration_id,
+            authentication=attested.hub_authentication,
+            capabilities=capabilities.to_wire() if capabilities else {"iotEdge": False},
+            initial_twin=twin,
+        )
+        try:
+            connector = await self.connectors.for_hub(hub)
+            await connector.upsert_device(hub, identity)
+        except Exception as exc:
+            log.exception("hub connector %s failed for %s", hub.connector, device_id)
+            raise AllocationError(
+                400,
+                HUB_CONNECTOR_FAILED,
+                f"Creating device {device_id!r} on IoT hub {hub.host_name!r} failed: {exc}",
+            ) from None
+
+    async def _old_twin(self, linked: list[LinkedHub], place: Place) -> dict[str, Any]:
+        """The twin a migrating device leaves behind (empty when it cannot be read)."""
+        hub = _linked(linked, place.hub)
+        try:
+            connector = await self.connectors.for_hub(hub) if hub else None
+            twin = await connector.read_twin(hub, place.device_id) if connector and hub else None
+        except Exception:
+            log.exception("could not read the twin of %s on %s to migrate it", *_names(place))
+            twin = None
+        return twin or {}
+
+    async def _remove(self, linked: list[LinkedHub], place: Place) -> None:
+        hub = _linked(linked, place.hub)
+        if hub is None:
+            return
+        try:
+            connector = await self.connectors.for_hub(hub)
+            await connector.remove_device(hub, place.device_id)
+        except Exception:
+            log.exception("could not remove %s from %s after it moved", *_names(place))
+
+
+def _linked(linked: list[LinkedHub], name: str) -> LinkedHub | None:
+    return next((hub for hub in linked if hub.host_name.lower() == name.lower()), None)
+
+
+def _names(place: Place) -> tuple[str, str]:
+    return place.device_id, place.hub

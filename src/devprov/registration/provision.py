@@ -1,0 +1,121 @@
+"""Provisioning an attested device: allocate, place on the hub, record; each step observed."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from devprov.attestation.attested import Attested
+from devprov.domain import reprovisioning
+from devprov.domain.enrollments import device_id_of
+from devprov.domain.errors import INTERNAL_ERROR, DpsError
+from devprov.domain.models import DeviceRegistrationState
+from devprov.protocol.dps import operation_status
+from devprov.registration.allocate import AllocationStage
+from devprov.registration.observe import EventKind, Observers, RegistrationEvent
+from devprov.registration.place import Placement
+from devprov.registration.ports import Directory, RegistrationRecords
+from devprov.registration.record import assigned_state, failed_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OperationResult:
+    """An answer to register or operation status: the body, and whether the device must poll."""
+
+    body: dict[str, Any]
+    retry_after: int | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.retry_after is not None
+
+
+class Provisioning:
+    """The stages after attestation, in order; whatever happens, a record is written."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        allocation: AllocationStage,
+        placement: Placement,
+        records: RegistrationRecords,
+        observers: Observers,
+    ) -> None:
+        self.directory = directory
+        self.allocation = allocation
+        self.placement = placement
+        self.records = records
+        self.observers = observers
+
+    async def provision(
+        self, attested: Attested, operation_id: str, payload: Any, previous_record: Any
+    ) -> OperationResult:
+        previous = (
+            DeviceRegistrationState.model_validate(previous_record) if previous_record else None
+        )
+        started = time.perf_counter()
+        error: DpsError | None = None
+        try:
+            state = await self._assign(attested, payload, previous)
+        except DpsError as refusal:
+            error = refusal
+        except Exception:
+            log.exception("registration of %s failed", attested.registration_id)
+            error = DpsError(500, INTERNAL_ERROR, "Internal error while assigning.")
+        if error is not None:
+            state = failed_state(attested, previous, error)
+        record = state.to_wire()
+        await self.records.save(record, attested.group_id, operation_id)
+        if self.observers:
+            kind: EventKind = "failed" if error else "assigned"
+            self._observe(kind, attested, started, hub=state.assigned_hub, error=error)
+        return OperationResult(operation_status(operation_id, state.status, record))
+
+    async def _assign(
+        self, attested: Attested, payload: Any, previous: DeviceRegistrationState | None
+    ) -> DeviceRegistrationState:
+        enrollment = attested.enrollment
+        linked = await self.directory.linked_hubs()
+        started = time.perf_counter()
+        hub, allocation = await self.allocation.allocate(attested, payload, linked, previous)
+        if self.observers:
+            self._observe("allocated", attested, started, hub=hub.host_name)
+        plan = reprovisioning.plan(
+            previous,
+            enrollment.effective_reprovision_policy,
+            hub.host_name,
+            allocation.initial_twin or enrollment.initial_twin,
+        )
+        device_id = device_id_of(enrollment, attested.registration_id)
+        started = time.perf_counter()
+        await self.placement.place(attested, hub, device_id, plan, linked)
+        if self.observers:
+            self._observe("placed", attested, started, hub=hub.host_name)
+        return assigned_state(
+            attested, previous, hub.host_name, device_id, plan.substatus, allocation.payload
+        )
+
+    def _observe(
+        self,
+        kind: EventKind,
+        attested: Attested,
+        started: float,
+        *,
+        hub: str | None = None,
+        error: DpsError | None = None,
+    ) -> None:
+        self.observers(
+            RegistrationEvent(
+                kind,
+                attested.registration_id,
+                time.perf_counter() - started,
+                enrollment=attested.group_id,
+                attestation=attested.enrollment.attestation.type,
+                hub=hub,
+                error=error,
+            )
+        )

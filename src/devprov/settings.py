@@ -1,0 +1,95 @@
+"""devprov's settings: one typed object from a TOML file, DEVPROV_* variables and flags.
+
+Each setting has one name and one default, here. Flags (when given) win over environment
+variables (`DEVPROV_HTTPS_PORT=8443`), which win over the TOML file (`https_port = 8443`), which
+wins over the default. The file is `--config FILE` or `DEVPROV_CONFIG`, else `devprov.toml` in
+the data dir when there is one. Settings left unset (None) keep what the instance recorded at
+its last start (see instance.py), so `devprov serve` restarts as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_DATA_DIR = Path("devprov-data")
+CONFIG_FILE_NAME = "devprov.toml"
+
+
+class Settings(BaseSettings):
+    """What one devprov runs with."""
+
+    model_config = SettingsConfigDict(env_prefix="DEVPROV_", extra="forbid")
+
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where devprov keeps its state.")
+    host: str | None = Field(None, description="Address to listen on (default localhost).")
+    https_port: int | None = Field(None, ge=1, le=65535, description="HTTPS port (default 443).")
+    mqtt_port: int | None = Field(None, ge=1, le=65535, description="MQTT port (default 8883).")
+    db: str | None = Field(
+        None, description="Database URL: sqlite:///FILE (default in the data dir) or postgresql://"
+    )
+    names: list[str] = Field(
+        default_factory=list,
+        description="Extra host names for the server certificate; the first is advertised.",
+    )
+    tls_cert: Path | None = Field(None, description="Your own server certificate (PEM chain).")
+    tls_key: Path | None = Field(None, description="The key of tls_cert.")
+    webhook_timeout: float = Field(
+        10.0, gt=0, description="Seconds to wait for a custom allocation webhook."
+    )
+    fast_path_seconds: float = Field(
+        1.5, ge=0, description="How long a register waits for its result before answering 202."
+    )
+    max_message_bytes: int = Field(
+        96 * 1024, ge=1024, description="Largest device message accepted, payload included."
+    )
+    workers: int = Field(1, ge=1, description="Processes serving the same ports and store.")
+    log_level: str = Field("INFO", description="Logging level.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **flags: Any) -> Settings:
+        """The settings for these flags (None means "not given")."""
+        given = {name: value for name, value in flags.items() if value not in (None, [])}
+        path = config_file or _config_file(given.get("data_dir"))
+        if path is None:
+            return cls(**given)
+        reading = type(
+            "FileSettings", (cls,), {"model_config": {**cls.model_config, "toml_file": path}}
+        )
+        loaded: Settings = reading(**given)
+        return cls.model_validate(loaded.model_dump())
+
+    def tls_pair(self) -> tuple[Path, Path] | None:
+        """The user's own certificate and key, when both are set."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return (self.tls_cert, self.tls_key) if self.tls_cert and self.tls_key else None
+
+
+def _config_file(data_dir: Path | None) -> Path | None:
+    named = os.environ.get("DEVPROV_CONFIG")
+    if named:
+        return Path(named)
+    directory = data_dir or Path(os.environ.get("DEVPROV_DATA_DIR") or DEFAULT_DATA_DIR)
+    candidate = directory / CONFIG_FILE_NAME
+    return candidate if candidate.is_file() else None
