@@ -30,6 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 ## make test: lint, then every test (official SDKs included) in a private network namespace.
 test: $(STAMP) $(NODE_STAMP) lint

@@ -1,0 +1,149 @@
+"""The registration service over in-memory ports: fast path, polling, records, observers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from devprov.allocation.allocator import Allocation, AllocationRequest, Allocators
+from devprov.allocation.builtin import built_in_allocators
+from devprov.domain.errors import DpsError
+from devprov.protocol.dps import RegisterRequest
+from devprov.registration.allocate import AllocationStage
+from devprov.registration.attest import Attestation, DeviceProof
+from devprov.registration.observe import Observers, RegistrationEvent
+from devprov.registration.place import Placement
+from devprov.registration.provision import Provisioning
+from devprov.registration.service import RegistrationService, RegistrationSettings
+from tests.helpers import device_token
+from tests.registration.fakes import (
+    KEY,
+    MemoryChallenges,
+    MemoryDirectory,
+    MemoryHub,
+    MemoryOperations,
+    MemoryRecords,
+    OneConnector,
+    individual,
+    linked,
+)
+
+SCOPE = "0ne00000001"
+
+
+def proof(registration_id: str = "dev-1", key: str = KEY) -> DeviceProof:
+    return DeviceProof(device_token(f"{SCOPE}/registrations/{registration_id}", key))
+
+
+class Gate:
+    """An allocator that waits for the test before it answers."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+
+    async def allocate(self, request: AllocationRequest) -> Allocation:
+        await self.open.wait()
+        return Allocation(request.candidates[0].host_name, None, {"late": True})
+
+
+class Service:
+    def __init__(self, *, fast_path_seconds: float = 1.5, **enrollment: Any) -> None:
+        self.directory = MemoryDirectory(
+            individuals={"dev-1": individual(**enrollment)}, hubs=linked("hub.example")
+        )
+        self.records = MemoryRecords()
+        self.operations = MemoryOperations()
+        self.hub = MemoryHub()
+        self.events: list[RegistrationEvent] = []
+        self.gate = Gate()
+        observers = Observers([self.events.append])
+        allocators = Allocators({**built_in_allocators(), "static": self.gate})
+        self.service = RegistrationService(
+            RegistrationSettings(SCOPE, fast_path_seconds=fast_path_seconds),
+            Attestation(SCOPE, self.directory, MemoryChallenges()),
+            Provisioning(
+                self.directory,
+                AllocationStage(allocators),
+                Placement(OneConnector(self.hub)),
+                self.records,
+                observers,
+            ),
+            self.records,
+            self.operations,
+            observers,
+        )
+
+    async def register(self, registration_id: str = "dev-1", key: str = KEY) -> Any:
+        return await self.service.register(
+            SCOPE,
+            registration_id,
+            proof(registration_id, key),
+            RegisterRequest(None, {"p": 1}, None),
+        )
+
+
+async def test_a_quick_registration_is_answered_assigned_and_recorded() -> None:
+    service = Service()
+    result = await service.register()
+    assert not result.pending
+    assert result.body["status"] == "assigned"
+    assert result.body["registrationState"]["assignedHub"] == "hub.example"
+    assert await service.records.read("dev-1") == result.body["registrationState"]
+    assert service.operations.statuses == {}  # nobody will poll it
+    assert [event.kind for event in service.events] == [
+        "attested",
+        "allocated",
+        "placed",
+        "assigned",
+    ]
+    assert all(event.seconds >= 0 for event in service.events)
+
+
+async def test_a_slow_registration_is_polled_until_its_operation_is_done() -> None:
+    service = Service(fast_path_seconds=0.01, allocationPolicy="static", iotHubs=["hub.example"])
+    result = await service.register()
+    assert result.pending and result.retry_after == 1
+    operation_id = result.body["operationId"]
+    attested = await service.service.attest(SCOPE, "dev-1", proof())
+    assert (await service.service.poll(attested, operation_id)).pending
+
+    service.gate.open.set()
+    for _ in range(100):
+        polled = await service.service.poll(attested, operation_id)
+        if not polled.pending:
+            break
+        await asyncio.sleep(0.01)
+    assert polled.body["status"] == "assigned"
+    assert polled.body["registrationState"]["payload"] == {"late": True}
+
+
+async def test_a_refusal_is_observed_and_leaves_nothing_behind() -> None:
+    service = Service()
+    with pytest.raises(DpsError):
+        await service.register(key="d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXkhIQ==")
+    assert [event.kind for event in service.events] == ["refused"]
+    assert service.events[0].error is not None and service.events[0].error.status == 401
+    assert service.records.records == {} and service.hub.devices == {}
+
+
+async def test_a_failure_after_attestation_is_recorded_whole() -> None:
+    service = Service()
+    service.hub.fail_with = RuntimeError("down")
+    result = await service.register()
+    state = result.body["registrationState"]
+    assert (state["status"], state["errorCode"]) == ("failed", 400213)
+    assert await service.records.read("dev-1") == state
+    assert service.events[-1].kind == "failed"
+    assert service.events[-1].error is not None and service.events[-1].error.error_code == 400213
+
+
+async def test_an_observer_that_raises_does_not_fail_the_registration() -> None:
+    service = Service()
+
+    def broken(event: RegistrationEvent) -> None:
+        raise RuntimeError("observer bug")
+
+    service.service.observers.add(broken)
+    assert (await service.register()).body["status"] == "assigned"
