@@ -1,5 +1,4 @@
-"""Test certificates the way DPS users make them with their scripts: root, intermediate, device,
-and the proof-of-possession certificate for a CA's verification code."""
+"""Test certificates the way DPS users make them: root, intermediate, device, CA proofs."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Checking a device's proof of identity: symmetric-key SAS tokens (X.509 and TPM come next)."""
+"""Checking a device's proof of identity: SAS tokens, X.509 chains, TPM challenges."""

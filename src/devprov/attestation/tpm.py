@@ -1,4 +1,8 @@
-"""Server-side TPM 2.0 crypto for DPS TPM attestation: parsing keys, MakeCredential, duplication."""
+"""Server-side TPM 2.0 crypto for DPS TPM attestation: parsing keys, MakeCredential, duplication.
+
+One module on purpose (about 350 lines): unmarshalling, KDFa, MakeCredential and the duplicated
+key are one construction from TPM 2.0 Part 1, whose steps reuse each other's pieces.
+"""
 
 from __future__ import annotations
 

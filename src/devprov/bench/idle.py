@@ -1,5 +1,4 @@
-"""What idle MQTT devices cost: open many TLS connections, CONNECT and SUBSCRIBE each, hold
-them, and read the server's resident memory before and after."""
+"""What idle MQTT devices cost: many connections held, server memory before and after."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The three ways a fleet arrives: HTTPS over kept-alive connections, HTTPS with a new TLS
-connection per device (what first-boot devices do), and MQTT with a new connection per device.
+"""The ways a fleet arrives: HTTPS kept alive, HTTPS with new TLS per device, MQTT per device.
+
+HTTPS over kept-alive connections, HTTPS with a new TLS connection per device (what first-boot
+devices do), and MQTT with a new connection per device.
 
 Each device's latency runs from the start of its register (connection included, when it makes
 one) to `assigned`, polls included. Load is closed (a fixed number of devices registering at

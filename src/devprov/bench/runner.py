@@ -1,5 +1,7 @@
-"""Runs a benchmark: starts devprov (or uses a running one), sets up a fleet, plays each
-scenario against devprov and then against the bare-TLS baseline, and measures the server."""
+"""Running a benchmark: devprov and the bare-TLS baseline, each scenario, the server measured.
+
+It starts devprov (or uses a running one), sets up a fleet, plays each scenario against devprov
+and then against the bare-TLS baseline, and measures the server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,3 @@
-"""The benchmark's scenario names (a module of its own, so the CLI names them without loading
-the load generator)."""
+"""The benchmark's scenario names, apart so the CLI names them without loading the generator."""
 
 SCENARIOS = ("https-keepalive", "https-new-tls", "mqtt-new-connection")

@@ -1,5 +1,7 @@
-"""Fill a store with many registration records and individual enrollments, fast, to measure
-devprov with a large store (bulk inserts, not the API: a million API calls would take long)."""
+"""Filling a store with many records fast, to measure devprov with a large store.
+
+Registration records and individual enrollments go in by bulk inserts, not the API: a million API
+calls would take long."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Sans-I/O protocol code: DPS message shapes (MQTT comes next); bytes and dicts in, no sockets."""
+"""Sans-I/O protocol code: MQTT 3.1.1, DPS's message shapes and topics; no sockets."""

@@ -9,6 +9,9 @@ most four bytes (2.2.3), reserved flags checked (2.2.2), a cap on unacknowledged
 sent, and any violation raises `ProtocolError`, after which the connection is closed (4.8).
 QoS 2 is refused for publishing and granted as QoS 1 for subscriptions, and no session state is
 kept whatever CleanSession says, as DPS does.
+
+One module on purpose (about 500 lines): the packet types, their codec and the connection state
+machine are one protocol, read side by side with the standard, as h11 keeps HTTP/1.1.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""The network edge: the aiohttp app (device runtime API, service API), TLS, the runner."""
+"""The network edge: the aiohttp app (device and service APIs), the MQTT listeners, TLS."""

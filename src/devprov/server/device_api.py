@@ -1,5 +1,6 @@
-"""The device runtime API on the HTTPS port: register, operation status, status lookup, and
-MQTT over WebSocket at /$iothub/websocket.
+"""The device runtime API on the HTTPS port: register, operation status, status lookup, MQTT/WS.
+
+MQTT over WebSocket is served at /$iothub/websocket.
 
 TPM devices register here only (DPS does no TPM over MQTT): their first register is answered
 401 with the activation challenge (a `Challenge`, which the error middleware answers)."""

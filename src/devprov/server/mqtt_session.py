@@ -1,5 +1,4 @@
-"""One MQTT connection, whatever carries its bytes: timers, held packets, request caps, and
-the application (DPS, or the IoT hub) its CONNECT chose.
+"""One MQTT connection, whatever carries its bytes, served by the application its CONNECT chose.
 
 The session is the thin loop around the sans-I/O codec (protocol/mqtt.py). It owns what every
 MQTT application needs: the CONNECT deadline and keep-alive, packets a client sends before its

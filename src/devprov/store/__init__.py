@@ -1,1 +1,1 @@
-"""Persistence: SQLAlchemy Core tables, Alembic migrations, and the store over them."""
+"""Persistence: SQLAlchemy Core tables, Alembic migrations, the store, and the ports over it."""

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from devprov.domain.errors import conflict, precondition_failed
@@ -23,6 +21,7 @@ from devprov.store.connections import (
     InlineSqlite,
     normalize_url,
 )
+from devprov.store.statements import statements_of
 from devprov.store.tables import table_of
 
 T = TypeVar("T")
@@ -102,7 +101,9 @@ class Store:
     async def revisions_and(self, kind: Kind, key: str) -> tuple[Revisions, StoredDocument | None]:
         """`revisions()` and `get(kind, key)` in one round trip (a register needs both)."""
         async with self.database.connect() as connection:
-            rows = (await connection.execute(_statements(kind).with_revisions, {"key": key})).all()
+            rows = (
+                await connection.execute(statements_of(kind).with_revisions, {"key": key})
+            ).all()
         record = next(
             (StoredDocument(r.key, r.etag, r.document) for r in rows if r.source == "record"), None
         )
@@ -254,7 +255,7 @@ class Store:
         for put in puts:
             by_kind.setdefault(put.kind, []).append(_row(put))
         for kind, rows in by_kind.items():
-            statement = _statements(kind).upsert[self.database.dialect_name]
+            statement = statements_of(kind).upsert[self.database.dialect_name]
             await connection.execute(statement, rows)
             await _bump(connection, kind)
 
@@ -286,7 +287,7 @@ class Store:
         return found.first() is not None
 
     async def _upsert(self, connection: DbConnection, put: Put) -> None:
-        statement = _statements(put.kind).upsert[self.database.dialect_name]
+        statement = statements_of(put.kind).upsert[self.database.dialect_name]
         await connection.execute(statement, _row(put))
         await _bump(connection, put.kind)
 
@@ -315,44 +316,3 @@ class _Upserts:
 
     async def __call__(self, connection: DbConnection) -> None:
         await self.store._upsert_many(connection, list(self.puts))
-
-
-@dataclass(frozen=True)
-class _Statements:
-    """A kind's hot statements, built once: SQLAlchemy then reuses their compiled form
-    instead of building, hashing and looking up a new statement on every call."""
-
-    select: sa.Select[Any]
-    upsert: dict[str, Any]
-    with_revisions: sa.CompoundSelect[Any]
-
-
-@functools.cache
-def _statements(kind: Kind) -> _Statements:
-    table = table_of(kind)
-    upserts: dict[str, Any] = {}
-    for dialect, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert)):
-        statement = insert(table)
-        upserts[dialect] = statement.on_conflict_do_update(
-            index_elements=["key"],
-            set_={column.name: statement.excluded[column.name] for column in table.c
-                  if column.name != "key"},
-        )  # fmt: skip
-    select = sa.select(table.c.key, table.c.etag, table.c.document).where(
-        table.c.key == sa.bindparam("key")
-    )
-    revisions = tables.revisions
-    # The record's select comes first: a UNION takes its column types (JSON) from it.
-    with_revisions = sa.union_all(
-        sa.select(
-            sa.literal("record").label("source"),
-            table.c.key,
-            sa.literal(0).label("revision"),
-            table.c.etag,
-            table.c.document,
-        ).where(table.c.key == sa.bindparam("key")),
-        sa.select(
-            sa.literal("revision"), revisions.c.kind, revisions.c.revision, sa.null(), sa.null()
-        ),
-    )
-    return _Statements(select, upserts, with_revisions)

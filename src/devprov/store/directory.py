@@ -1,5 +1,7 @@
-"""What every registration looks up (enrollments, groups, linked hubs, CAs), kept in memory
-for as long as the store's revisions say none of it changed.
+"""What every registration looks up, cached for as long as the store's revisions stay put.
+
+Enrollments, groups, linked hubs and CAs are kept in memory for as long as the store's
+revisions say none of them changed.
 
 One small read of the revision counters before each use replaces reading and validating the
 records themselves; any write to them, from any process (API, CLI, another worker), bumps a
