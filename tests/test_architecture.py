@@ -40,7 +40,7 @@ def test_the_contracts_hold() -> None:
         ("domain/models.py", "devprov.store.database", "reach storage only through their ports"),
         ("admin.py", "devprov.server.http", "Layers"),
         ("domain/ids.py", "asyncio", "pure: no I/O"),
-        ("registration/service.py", "devprov.hubs.registry", "through their interfaces"),
+        ("registration/service.py", "devprov.hubs.factory", "through their interfaces"),
         ("store/database.py", "devprov.registration.ports", "The store is an adapter"),
     ],
 )

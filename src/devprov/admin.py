@@ -105,18 +105,19 @@ def page_size(value: str | int | None) -> int:
     return min(size, MAX_PAGE_SIZE)
 
 
-HubCheck = Callable[[LinkedHub], None]
+HubPrepare = Callable[[LinkedHub], LinkedHub]
 
 
 class Admin:
     """Management operations over the store.
 
-    `check_hub` refuses a linked hub whose connector settings no connector could use, so that
-    a mistake is told when the hub is linked, not at the first registration."""
+    `prepare_hub` checks a linked hub's connector settings (refusing what no connector could
+    use, so that a mistake is told when the hub is linked, not at the first registration) and
+    completes them (a built-in hub makes its own connection string)."""
 
-    def __init__(self, store: RecordStore, check_hub: HubCheck | None = None) -> None:
+    def __init__(self, store: RecordStore, prepare_hub: HubPrepare | None = None) -> None:
         self.store = store
-        self.check_hub = check_hub
+        self.prepare_hub = prepare_hub
 
     # Enrollments and groups -------------------------------------------------------------
 
@@ -302,8 +303,8 @@ class Admin:
             stored = await self.store.get(Kind.LINKED_HUB, key)
             if stored is not None:
                 hub.connection_string = stored.document.get("connectionString")
-        if self.check_hub is not None:
-            self.check_hub(hub)
+        if self.prepare_hub is not None:
+            hub = self.prepare_hub(hub)
         await self.store.write([Put(Kind.LINKED_HUB, key, new_etag(), hub.to_wire())])
         return hub.public_view()
 

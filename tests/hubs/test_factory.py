@@ -15,26 +15,32 @@ def factory(built: list[MemoryHub]) -> ConnectorFactory:
         built.append(MemoryHub())
         return built[-1]
 
-    def check(hub: LinkedHub) -> None:
+    def prepare(hub: LinkedHub) -> LinkedHub:
         if hub.connection_string == "bad":
             raise DpsError(400, 400004, "connectionString: bad")
+        return hub.model_copy(update={"location": "checked"})
 
     made = ConnectorFactory()
-    made.register("memory", build, check)
+    made.register("memory", build, prepare)
     return made
 
 
 def test_an_unknown_kind_is_refused_naming_the_field() -> None:
     with pytest.raises(DpsError) as refused:
-        factory([]).check(LinkedHub(host_name="h.example", connector="mqtt-ish"))
+        factory([]).prepare(LinkedHub(host_name="h.example", connector="mqtt-ish"))
     assert refused.value.error_code == 400004
     assert refused.value.message.startswith("connector: 'mqtt-ish'")
     assert "memory" in refused.value.message
 
 
-def test_a_kinds_own_check_runs_when_linked() -> None:
+def test_a_kinds_own_preparation_runs_when_linked() -> None:
+    prepared = factory([]).prepare(LinkedHub(host_name="h.example", connector="memory"))
+    assert prepared.location == "checked"
+
+
+def test_a_kinds_own_check_refuses_when_linked() -> None:
     with pytest.raises(DpsError, match="connectionString"):
-        factory([]).check(
+        factory([]).prepare(
             LinkedHub(host_name="h.example", connector="memory", connection_string="bad")
         )
 

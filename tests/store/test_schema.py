@@ -58,3 +58,49 @@ def test_a_database_is_current_only_once_migrated(database_url: str) -> None:
 
     assert current_revision(database_url) == head_revision()
     assert is_current(database_url)
+
+
+def test_the_registry_connector_becomes_the_built_in_hub(database_url: str) -> None:
+    """Data dirs from before the built-in hub keep working: their `registry` hubs become
+    `builtin` ones with a connection string of their own, their devices the registry's shape."""
+    _upgrade_to(database_url, "0005")
+    engine = sa.create_engine(normalize_url(database_url))
+    old_device = {
+        "deviceId": "dev-1",
+        "hubHostName": "hub.example",
+        "registrationId": "dev-1",
+        "authentication": {"type": "sas", "symmetricKey": {"primaryKey": "a", "secondaryKey": "b"}},
+        "capabilities": {"iotEdge": False},
+        "twin": {"tags": {"t": 1}, "properties": {"desired": {"d": 2}}},
+    }
+    with engine.begin() as connection:
+        for table, key, document, extra in (
+            ("linked_hubs", "hub.example", {"hostName": "hub.example"}, {}),
+            ("hub_devices", "hub.example/dev-1", old_device, {"hub_key": "hub.example"}),
+        ):
+            columns = ", ".join(["key", "etag", "document", "updated_at", *extra])
+            values = ", ".join(
+                [":key", "'e'", ":document", "0", *(f"'{v}'" for v in extra.values())]
+            )
+            connection.execute(
+                sa.text(f"INSERT INTO {table} ({columns}) VALUES ({values})"),
+                {"key": key, "document": json.dumps(document)},
+            )
+
+    migrate(database_url)
+
+    with engine.connect() as connection:
+        hub = connection.execute(sa.text("SELECT document FROM linked_hubs")).scalar_one()
+        device = connection.execute(sa.text("SELECT document FROM hub_devices")).scalar_one()
+    engine.dispose()
+    hub = json.loads(hub) if isinstance(hub, str) else hub
+    device = json.loads(device) if isinstance(device, str) else device
+    assert hub["connector"] == "builtin"
+    assert hub["connectionString"].startswith(
+        "HostName=hub.example;SharedAccessKeyName=iothubowner;"
+    )
+    assert device["status"] == "enabled" and device["etag"]
+    assert device["twin"]["tags"] == {"t": 1}
+    assert device["twin"]["properties"]["desired"]["d"] == 2
+    assert device["twin"]["properties"]["desired"]["$version"] == 1
+    assert device["twin"]["properties"]["reported"]["$version"] == 1

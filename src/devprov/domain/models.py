@@ -133,7 +133,7 @@ class LinkedHub(WireModel):
     allocation_weight: int = Field(default=1, ge=1, le=1000)
     apply_allocation_policy: bool = True
     location: str | None = None
-    connector: str = "registry"
+    connector: str = "builtin"
     connection_string: str | None = None
 
     def public_view(self) -> dict[str, Any]:

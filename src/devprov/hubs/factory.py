@@ -13,13 +13,13 @@ from devprov.hubs.connector import HubConnector
 
 log = logging.getLogger(__name__)
 Builder = Callable[[LinkedHub], HubConnector]
-Check = Callable[[LinkedHub], None]
+Prepare = Callable[[LinkedHub], LinkedHub]
 
 
 @dataclass(frozen=True)
 class _Kind:
     build: Builder
-    check: Check | None
+    prepare: Prepare | None
 
 
 class ConnectorFactory:
@@ -28,25 +28,27 @@ class ConnectorFactory:
     def __init__(self) -> None:
         self._kinds: dict[str, _Kind] = {}
 
-    def register(self, kind: str, build: Builder, check: Check | None = None) -> None:
-        self._kinds[kind] = _Kind(build, check)
+    def register(self, kind: str, build: Builder, prepare: Prepare | None = None) -> None:
+        """`prepare` checks a hub's settings when it is linked, and may complete them (a
+        built-in hub makes its own connection string)."""
+        self._kinds[kind] = _Kind(build, prepare)
 
     @property
     def kinds(self) -> list[str]:
         return sorted(self._kinds)
 
-    def check(self, hub: LinkedHub) -> None:
-        """Refuse settings no connector could use, when the hub is linked (400004)."""
+    def prepare(self, hub: LinkedHub) -> LinkedHub:
+        """The hub's settings, checked and completed when it is linked; settings no connector
+        could use are refused then (400004), not at the first registration."""
         kind = self._kinds.get(hub.connector)
         if kind is None:
             raise bad_request(
                 f"connector: {hub.connector!r} is not a hub connector; use one of {self.kinds}."
             )
-        if kind.check is not None:
-            kind.check(hub)
+        return kind.prepare(hub) if kind.prepare is not None else hub
 
     def build(self, hub: LinkedHub) -> HubConnector:
-        self.check(hub)
+        self.prepare(hub)
         return self._kinds[hub.connector].build(hub)
 
 

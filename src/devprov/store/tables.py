@@ -51,6 +51,29 @@ tpm_challenges = _document_table("tpm_challenges")
 hub_devices = _document_table(
     "hub_devices", sa.Column("hub_key", sa.String(256), nullable=False, index=True)
 )
+# Device-to-cloud messages of the built-in hubs: an append-only log, oldest pruned per hub.
+hub_messages = sa.Table(
+    "hub_messages",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("hub_key", sa.String(256), nullable=False),
+    sa.Column("device_id", sa.String(256), nullable=False),
+    sa.Column("enqueued_at", sa.Float, nullable=False),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Index("ix_hub_messages_hub_key_id", "hub_key", "id"),
+)
+hub_message_counts = sa.Table(
+    "hub_message_counts",
+    metadata,
+    sa.Column("hub_key", sa.String(256), primary_key=True),
+    sa.Column("received", sa.BigInteger, nullable=False),
+    sa.Column("dropped", sa.BigInteger, nullable=False),
+)
 
 
 def table_of(kind: Kind) -> sa.Table:

@@ -1,0 +1,1 @@
+"""devprov's built-in IoT hub: identities, twins, methods and telemetry."""
