@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from devprov.client.service import ServiceClient
+from devprov.domain.records import Kind
 from devprov.settings import Settings
 from devprov.wiring import Devprov, start
 
@@ -56,6 +57,7 @@ class Running:
 
     devprov: Devprov
     port: int
+    data_dir: Path
 
     @property
     def id_scope(self) -> str:
@@ -72,6 +74,13 @@ class Running:
     def service(self) -> ServiceClient:
         return ServiceClient(self.connection_string, ca_file=self.ca)
 
+    async def hub_connection_string(self, hub: str) -> str:
+        """A built-in hub's iothubowner connection string (never shown by the API)."""
+        stored = await self.devprov.store.get(Kind.LINKED_HUB, hub.lower())
+        assert stored is not None, f"{hub} is not linked"
+        text: str = stored.document["connectionString"]
+        return text
+
 
 async def start_devprov(
     data_dir: Path, database_url: str, port: int | None = None, **options: Any
@@ -87,7 +96,7 @@ async def start_devprov(
             **options,
         )
     )
-    return Running(devprov, port)
+    return Running(devprov, port, data_dir)
 
 
 @pytest.fixture

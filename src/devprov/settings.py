@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         96 * 1024, ge=1024, description="Largest device message accepted, payload included."
     )
     workers: int = Field(1, ge=1, description="Processes serving the same ports and store.")
+    default_hub: str | None = Field(
+        None, description="Link a built-in IoT hub of this name when no hub is linked yet."
+    )
+    hub_message_retention: int = Field(
+        10_000, ge=1, description="Device-to-cloud messages a built-in hub keeps (newest)."
+    )
     log_level: str = Field("INFO", description="Logging level.")
 
     @classmethod

@@ -8,12 +8,13 @@ newest first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -23,8 +24,12 @@ from devprov.admin import Admin
 from devprov.allocation.allocator import Allocators
 from devprov.allocation.builtin import built_in_allocators
 from devprov.allocation.webhook import WebhookAllocator, WebhookClient
+from devprov.domain.models import LinkedHub
 from devprov.domain.records import Kind
-from devprov.hubs import registry
+from devprov.hub import connector as builtin
+from devprov.hub.devices import HubDevices
+from devprov.hub.presence import Presence
+from devprov.hub.service import HubService
 from devprov.hubs.factory import ConnectorFactory, Connectors
 from devprov.instance import Instance, ensure_instance
 from devprov.process import raise_file_limit, trim_forever
@@ -37,11 +42,14 @@ from devprov.registration.service import RegistrationService, RegistrationSettin
 from devprov.server.app import build_app
 from devprov.server.device_api import DeviceApi
 from devprov.server.dps_mqtt import DpsMqtt
-from devprov.server.mqtt_listener import PACKET_OVERHEAD_BYTES, MqttTlsProtocol
+from devprov.server.hub_api import HubApi
+from devprov.server.hub_mqtt import HubMqtt
+from devprov.server.mqtt_listener import MqttTlsProtocol
 from devprov.server.mqtt_session import MqttApplication
 from devprov.server.routing import Router
 from devprov.server.service_api import ServiceApi
 from devprov.server.tls import (
+    ServerCertificate,
     TlsFiles,
     ensure_certificates,
     server_context,
@@ -52,6 +60,7 @@ from devprov.server.trust import ClientTrust
 from devprov.settings import Settings
 from devprov.store.database import Store
 from devprov.store.directory import CachedDirectory
+from devprov.store.hub_messages import StoredMessageLog
 from devprov.store.registrations import StoredChallenges, StoredOperations, StoredRegistrations
 from devprov.store.schema import migrate
 
@@ -79,11 +88,29 @@ def prepare(settings: Settings) -> tuple[Instance, TlsFiles]:
     return instance, tls
 
 
-def connector_factory(store: Store) -> ConnectorFactory:
-    """Every hub connector kind devprov can build."""
+def connector_factory(store: Store, presence: Presence | None = None) -> ConnectorFactory:
+    """Every hub connector kind devprov can build (`presence`: the devices connected to this
+    process, which a built-in hub disconnects when DPS moves them away)."""
+    devices, connected = HubDevices(store), presence or Presence()
     factory = ConnectorFactory()
-    factory.register(registry.KIND, lambda _hub: registry.RegistryConnector(store))
+    factory.register(
+        builtin.KIND, lambda _hub: builtin.BuiltinConnector(devices, connected), builtin.prepare
+    )
     return factory
+
+
+async def link_default_hub(store: Store, factory: ConnectorFactory, name: str) -> None:
+    """Link a built-in hub named `name` when no hub is linked yet (`make run`'s first start)."""
+    admin = Admin(store, factory.prepare)
+    if not await admin.list_linked_hubs():
+        await admin.put_linked_hub(name, {"connector": builtin.KIND})
+        log.info("linked the built-in IoT hub %s", name)
+
+
+def tls_names(instance: Instance, hubs: Sequence[LinkedHub]) -> list[str]:
+    """Every name the server certificate must carry: devprov's own, and its built-in hubs'."""
+    own = [*instance.names, *(hub.host_name for hub in hubs if hub.connector == builtin.KIND)]
+    return server_names(instance.host, own)
 
 
 def registration_service(
@@ -120,6 +147,7 @@ class Devprov:
     tls: TlsFiles
     store: Store
     registrations: RegistrationService
+    hubs: HubService
     stack: AsyncExitStack
 
     async def close(self) -> None:
@@ -135,7 +163,10 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         stack.push_async_callback(store.close)
         webhooks = WebhookClient(settings.webhook_timeout)
         stack.push_async_callback(webhooks.close)
-        factory = connector_factory(store)
+        presence = Presence()
+        factory = connector_factory(store, presence)
+        if settings.default_hub:
+            await link_default_hub(store, factory, settings.default_hub)
         connectors = Connectors(factory)
         stack.push_async_callback(connectors.close)
         registrations = registration_service(
@@ -147,28 +178,39 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             observers=observers,
         )
         stack.push_async_callback(registrations.close)
+        messages = StoredMessageLog(store, settings.hub_message_retention)
+        await messages.start()
+        stack.push_async_callback(messages.close)
+        hubs = HubService(CachedDirectory(store), HubDevices(store), messages, presence)
         small_tls_buffers()
         context = server_context(tls.cert, tls.key)
+        certificate = ServerCertificate(None if settings.tls_pair() else settings.data_dir / "tls")
+
+        async def cover_hub_names() -> None:
+            certificate.cover(context, tls_names(instance, await hubs.hubs()))
+
+        await cover_hub_names()
         trust = ClientTrust(context, store)
         await trust.refresh()
         trust.start()
         stack.push_async_callback(trust.stop)
-        max_packet_bytes = settings.max_message_bytes + PACKET_OVERHEAD_BYTES
-        applications: Sequence[MqttApplication] = [
-            DpsMqtt(registrations, settings.max_message_bytes)
-        ]
+        stack.push_async_callback(_cancelled, asyncio.create_task(_every(1.0, cover_hub_names)))
+
+        async def after_write() -> None:  # a change through this process's API applies at once
+            await trust.refresh()
+            await cover_hub_names()
+
+        dps = DpsMqtt(registrations, settings.max_message_bytes)
+        applications: Sequence[MqttApplication] = [HubMqtt(hubs), dps]
         known_hosts = {name.lower() for name in server_names(instance.host, instance.names)}
         known_hosts.add(instance.host_name.lower())
         router = Router()
         ServiceApi(
-            Admin(store, factory.check),
-            instance.policy,
-            known_hosts,
-            registry.RegistryConnector(store),
-            trust.refresh,
+            Admin(store, factory.prepare), instance.policy, known_hosts, hubs, after_write
         ).add_routes(router)
+        HubApi(hubs).add_routes(router)
         DeviceApi(
-            registrations, settings.max_message_bytes, applications, max_packet_bytes
+            registrations, settings.max_message_bytes, applications, dps.max_packet_bytes
         ).add_routes(router)
         shared = settings.workers > 1  # several processes accept on the same ports
         runner = web.AppRunner(build_app(router), access_log=None)
@@ -184,7 +226,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         )
         await site.start()
         mqtt_server = await asyncio.get_running_loop().create_server(
-            lambda: MqttTlsProtocol(applications, max_packet_bytes),
+            lambda: MqttTlsProtocol(applications, dps.max_packet_bytes),
             host=instance.host,
             port=instance.mqtt_port,
             ssl=context,
@@ -200,8 +242,23 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             instance.host_name,
             instance.mqtt_port,
         )
-        return Devprov(instance, tls, store, registrations, stack.pop_all())
+        return Devprov(instance, tls, store, registrations, hubs, stack.pop_all())
     raise AssertionError("unreachable")  # pragma: no cover - the block returns or raises
+
+
+async def _every(seconds: float, work: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await work()
+        except Exception:
+            log.exception("periodic %s failed", getattr(work, "__name__", work))
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def prune_operations_forever(store: Store) -> None:

@@ -20,15 +20,14 @@ from devprov.admin import INDIVIDUAL, Admin
 from devprov.allocation.webhook import WebhookClient
 from devprov.domain.models import LinkedHub
 from devprov.domain.records import Kind
+from devprov.hub.devices import HubDevices
 from devprov.hubs.connector import DeviceIdentity
 from devprov.hubs.factory import Connectors
-from devprov.hubs.registry import RegistryConnector
 from devprov.protocol import mqtt
 from devprov.protocol.dps import DEFAULT_MAX_MESSAGE_BYTES
 from devprov.protocol.dps_mqtt import RESPONSE_FILTER
 from devprov.registration import RegistrationService, RegistrationSettings
-from devprov.server.dps_mqtt import DpsMqtt
-from devprov.server.mqtt_listener import PACKET_OVERHEAD_BYTES
+from devprov.server.dps_mqtt import PACKET_OVERHEAD_BYTES, DpsMqtt
 from devprov.server.mqtt_session import MAX_REQUESTS_IN_PROGRESS, MqttSession, Peer
 from devprov.store.database import Store
 from devprov.store.schema import migrate
@@ -189,7 +188,7 @@ async def dps(tmp_path: Path) -> AsyncIterator[Dps]:
     connectors = Connectors(factory)
     webhooks = WebhookClient()
     registrations = registration_service(store, ID_SCOPE, connectors, webhooks)
-    admin = Admin(store, factory.check)
+    admin = Admin(store, factory.prepare)
     await admin.put_linked_hub(HUB, {})
     running = Dps(store, admin, registrations, slow)
     yield running
@@ -278,7 +277,7 @@ async def test_register_over_mqtt(dps: Dps, style: str) -> None:
     assert state["deviceId"] == "dev-1"
     assert state["status"] == "assigned"
     assert await dps.store.get(Kind.REGISTRATION, "dev-1") is not None
-    assert [d["deviceId"] for d in await RegistryConnector(dps.store).devices(HUB)] == ["dev-1"]
+    assert [d["deviceId"] for d in await HubDevices(dps.store).list(HUB)] == ["dev-1"]
 
     device.send(mqtt.PubAck(response.packet_id), mqtt.Disconnect())
     assert device.wire.closed

@@ -30,6 +30,8 @@ from devprov.registration import DeviceProof, OperationResult, RegistrationServi
 from devprov.server.mqtt_session import Link, Peer, Refusal
 
 log = logging.getLogger(__name__)
+# A DPS packet is the largest device message plus its topic and header.
+PACKET_OVERHEAD_BYTES = 4096
 
 
 class DpsMqtt:
@@ -39,6 +41,7 @@ class DpsMqtt:
     def __init__(self, registrations: RegistrationService, max_message_bytes: int) -> None:
         self.registrations = registrations
         self.max_message_bytes = max_message_bytes
+        self.max_packet_bytes = max_message_bytes + PACKET_OVERHEAD_BYTES
 
     def claims(self, connect: mqtt.Connect) -> bool:
         return True

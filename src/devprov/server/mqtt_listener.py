@@ -12,9 +12,6 @@ from devprov.domain.errors import bad_request
 from devprov.server.mqtt_session import MqttApplication, MqttSession, Peer
 from devprov.server.trust import peer_chain
 
-# The listeners take whole packets of this size: the largest DPS message plus its topic.
-PACKET_OVERHEAD_BYTES = 4096
-
 
 class MqttTlsProtocol(asyncio.Protocol):
     """Carries a session over a TLS socket (the MQTT port)."""
@@ -53,8 +50,10 @@ async def serve_websocket(
     subprotocol = websocket_subprotocol(request)
     if subprotocol is None:
         raise bad_request("MQTT over WebSocket needs the subprotocol 'mqtt'.")
+    # A WebSocket message may carry up to a whole packet of any application.
+    largest = max(app.max_packet_bytes for app in applications)
     socket = web.WebSocketResponse(
-        protocols=(subprotocol,), max_msg_size=max_packet_bytes + 4096, heartbeat=None
+        protocols=(subprotocol,), max_msg_size=largest + 4096, heartbeat=None
     )
     await socket.prepare(request)
     outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()

@@ -79,6 +79,9 @@ class MqttClient(Protocol):
 class MqttApplication(Protocol):
     """A service spoken over MQTT on devprov's listeners."""
 
+    max_packet_bytes: int
+    """The largest packet its clients may send once accepted."""
+
     def claims(self, connect: mqtt.Connect) -> bool:
         """Whether this CONNECT (its user name) is for this application."""
         ...
@@ -227,6 +230,7 @@ class MqttSession:
             client.closed()  # the client left while we decided
             return None
         self.client = client
+        self.connection.max_packet_bytes = application.max_packet_bytes
         self._send(mqtt.ConnAck(mqtt.ACCEPTED))
         self._watch(self.connection.keep_alive_timeout)
         if (current := asyncio.current_task()) is not None:

@@ -19,11 +19,11 @@ ServiceCall = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamRespon
 
 
 class HubDevices(Protocol):
-    """The device identities the built-in hub connector keeps, for reading."""
+    """The device identities devprov's built-in hubs keep, as DPS wrote them."""
 
-    async def devices(self, hub_host_name: str) -> list[dict[str, Any]]: ...
+    async def identities(self, hub: str) -> list[dict[str, Any]]: ...
 
-    async def device(self, hub_host_name: str, device_id: str) -> dict[str, Any]: ...
+    async def identity(self, hub: str, device_id: str) -> dict[str, Any]: ...
 
 
 def page_response(page: Page, item_type: str, size: int) -> web.Response:
@@ -183,7 +183,7 @@ class ServiceApi:
         return no_content()
 
     async def list_hub_devices(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        return json_response(await self.hub_devices.devices(params["hub"]))
+        return json_response(await self.hub_devices.identities(params["hub"]))
 
     async def get_hub_device(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        return json_response(await self.hub_devices.device(params["hub"], params["device"]))
+        return json_response(await self.hub_devices.identity(params["hub"], params["device"]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import ipaddress
+import logging
 import os
 import ssl
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devprov.domain.clock import utc_now
 
+log = logging.getLogger(__name__)
 CA_CERT = "ca.pem"
 CA_KEY = "ca-key.pem"
 SERVER_CERT = "server.pem"
@@ -191,3 +193,31 @@ def _is_ip(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class ServerCertificate:
+    """The server certificate of a running devprov, remade to carry new names.
+
+    A built-in hub linked while devprov runs is reached by its own host name, so the listeners'
+    certificate must name it: when devprov made the certificate (`tls_dir` set), it remakes it
+    and loads it into the live context, which new connections then use. A certificate the user
+    brought is theirs: a name it lacks is logged, once."""
+
+    def __init__(self, tls_dir: Path | None) -> None:
+        self.tls_dir = tls_dir
+        self._covered: set[str] = set()
+
+    def cover(self, context: ssl.SSLContext, names: list[str]) -> None:
+        wanted = set(names)
+        if wanted <= self._covered:
+            return
+        if self.tls_dir is None:
+            log.warning(
+                "the TLS certificate given to devprov may not name %s; devices dialling"
+                " those names need it to",
+                ", ".join(sorted(wanted - self._covered)),
+            )
+        else:
+            files = ensure_certificates(self.tls_dir, names)
+            context.load_cert_chain(files.cert, files.key)
+        self._covered = wanted
