@@ -22,9 +22,10 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 
 setup: $(STAMP)
 
-## make run: start devprov on its embedded default (SQLite, generated CA) in ./devprov-data.
+## make run: start devprov on its embedded default (SQLite, generated CA) in ./devprov-data,
+## with a built-in IoT hub named 127.0.0.1 (a dotted name every machine resolves).
 run: $(STAMP)
-	$(BIN)/devprov serve $(ARGS)
+	$(BIN)/devprov serve --default-hub 127.0.0.1 $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -6,6 +6,7 @@ and every other command would otherwise pay for it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -146,3 +147,39 @@ def bench_idle(
         f" {result.rss_before_mb:.0f} MB -> {result.rss_after_mb:.0f} MB,"
         f" {result.kb_per_connection:.1f} KB a connection"
     )
+
+
+def bench_hub(
+    devices: Annotated[int, typer.Option(help="Devices provisioned and connected.")] = 1000,
+    messages: Annotated[int, typer.Option(help="Telemetry messages each device sends.")] = 20,
+    concurrency: Annotated[int, typer.Option(help="Devices connecting at once.")] = 32,
+    db: Annotated[str | None, typer.Option(help="Database URL for the devprov started.")] = None,
+    as_json_output: JsonFlag = False,
+) -> None:
+    """A fleet's first minute on the built-in hub: provision then connect (new TLS each),
+    telemetry at QoS 1 from every connected device, and memory per connected device; beside
+    plain registrations with a new TLS connection per device, in the same run."""
+    from devprov.bench.runner import BenchConfig, run_hub
+
+    config = BenchConfig(scenarios=[], devices=devices, concurrency=concurrency, database=db)
+    plain, hub = run_hub(config, messages)
+    figures = {
+        "devices": hub.devices,
+        "connected": hub.connected,
+        "provisionedAndConnectedPerSecond": round(hub.provisioned_and_connected_per_second, 1),
+        "plainRegistrationsPerSecond": round(plain.per_second, 1),
+        "ratioToPlainRegistration": round(
+            hub.provisioned_and_connected_per_second / plain.per_second, 2
+        )
+        if plain.per_second
+        else None,
+        "messages": hub.messages,
+        "messagesPerSecond": round(hub.messages_per_second, 1),
+        "kbPerConnectedDevice": round(hub.kb_per_connected_device, 1),
+        "errors": dict(hub.errors) | dict(plain.errors),
+    }
+    if as_json_output:
+        print(json.dumps(figures, indent=2))
+        return
+    for name, value in figures.items():
+        console.print(f"{name}: {value}")

@@ -78,7 +78,7 @@ def with_admin(data_dir: Path, work: Callable[[Admin], Awaitable[T]]) -> T:
     """Run one management call, with the rules the service API applies."""
     from devprov.wiring import connector_factory
 
-    return with_store(data_dir, lambda store: work(Admin(store, connector_factory(store).check)))
+    return with_store(data_dir, lambda store: work(Admin(store, connector_factory(store).prepare)))
 
 
 def print_json(value: Any) -> None:

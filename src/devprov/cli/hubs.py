@@ -1,16 +1,22 @@
-"""`devprov hub`: linked IoT hubs and the devices the built-in registry holds for them."""
+"""`devprov hub`: linked IoT hubs, the built-in hubs' devices and their device-to-cloud messages."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import contextlib
+import json
+import time
+from typing import Annotated, Any
 
 import typer
 
-from devprov.cli.common import DataDir, console, print_json, with_admin, with_store
+from devprov.cli.common import DataDir, JsonFlag, console, fail, print_json, with_admin, with_store
 from devprov.settings import DEFAULT_DATA_DIR
+from devprov.store.database import Store
 
 hub_app = typer.Typer(
-    help="Linked IoT hubs and the devices provisioned to them.", no_args_is_help=True
+    help="Linked IoT hubs, the devices provisioned to them, and what built-in hubs received.",
+    no_args_is_help=True,
 )
 
 
@@ -18,6 +24,13 @@ hub_app = typer.Typer(
 def hub_add(
     host_name: str,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    connector: Annotated[
+        str, typer.Option(help="Hub connector: builtin (devprov's own IoT hub).")
+    ] = "builtin",
+    connection_string: Annotated[
+        str | None,
+        typer.Option(help="The connector's connection string (a built-in hub makes its own)."),
+    ] = None,
     weight: Annotated[int, typer.Option(help="allocationWeight, 1-1000.")] = 1,
     apply_allocation_policy: Annotated[
         bool, typer.Option(help="Whether allocation may pick it for enrollments that name no hubs.")
@@ -26,6 +39,8 @@ def hub_add(
 ) -> None:
     """Link an IoT hub (works while `serve` runs; the next registration sees it)."""
     body = {
+        "connector": connector,
+        "connectionString": connection_string,
         "allocationWeight": weight,
         "applyAllocationPolicy": apply_allocation_policy,
         "location": location,
@@ -39,6 +54,33 @@ def hub_list(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     print_json(with_admin(data_dir, lambda admin: admin.list_linked_hubs()))
 
 
+@hub_app.command("show")
+def hub_show(
+    host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False
+) -> None:
+    """A linked hub with its connection string (for a built-in hub: its iothubowner one, which
+    the IoT Hub service SDKs take)."""
+
+    async def read(store: Store) -> dict[str, Any]:
+        from devprov.domain.ids import id_key
+        from devprov.domain.records import Kind
+        from devprov.hub.devices import HubDevices
+
+        stored = await store.get(Kind.LINKED_HUB, id_key(host_name))
+        if stored is None:
+            raise fail(f"IoT hub {host_name!r} is not linked (see `devprov hub list`).")
+        hub = dict(stored.document)
+        hub["devices"] = len(await HubDevices(store).list(hub["hostName"]))
+        return hub
+
+    hub = with_store(data_dir, read)
+    if as_json:
+        print(json.dumps(hub, indent=2))
+        return
+    for key, value in hub.items():
+        console.print(f"[bold]{key}[/bold]: {value}", highlight=False, soft_wrap=True)
+
+
 @hub_app.command("remove")
 def hub_remove(host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Unlink an IoT hub."""
@@ -48,7 +90,57 @@ def hub_remove(host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 
 @hub_app.command("devices")
 def hub_devices(host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """The device identities devprov created on a hub (built-in registry connector)."""
-    from devprov.hubs.registry import RegistryConnector
+    """The device identities on a built-in hub, as DPS wrote them."""
 
-    print_json(with_store(data_dir, lambda store: RegistryConnector(store).devices(host_name)))
+    async def read(store: Store) -> list[dict[str, Any]]:
+        from devprov.domain.hub_identities import provisioned_view
+        from devprov.hub.devices import HubDevices
+
+        devices = await HubDevices(store).list(host_name)
+        return [provisioned_view(device, host_name) for device in devices]
+
+    print_json(with_store(data_dir, read))
+
+
+@hub_app.command("messages")
+def hub_messages(
+    host_name: str,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new ones.")] = False,
+    limit: Annotated[int, typer.Option(help="How many of the newest to show first.")] = 20,
+    as_json: JsonFlag = False,
+) -> None:
+    """Device-to-cloud messages a built-in hub received, oldest first."""
+    from devprov.store.hub_messages import read_messages
+
+    async def watch(store: Store) -> None:
+        page = await read_messages(store, host_name, limit=limit)
+        if not as_json and page.dropped:
+            console.print(f"({page.dropped} older messages were dropped)", style="dim")
+        last = _show(page.messages, as_json)
+        while follow:
+            await asyncio.sleep(0.5)
+            last = _show(
+                (await read_messages(store, host_name, after=last)).messages, as_json, last
+            )
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends --follow
+        with_store(data_dir, watch)
+
+
+def _show(messages: list[tuple[int, dict[str, Any]]], as_json: bool, last: int = 0) -> int:
+    for number, message in messages:
+        if as_json:
+            print(json.dumps({"sequenceNumber": number, **message}), flush=True)
+            continue
+        stamp = time.strftime("%H:%M:%S", time.localtime(message.get("enqueuedAt", 0)))
+        properties = {**message.get("systemProperties", {}), **message.get("properties", {})}
+        shown = " ".join(f"{key}={value}" for key, value in properties.items())
+        console.print(
+            f"[dim]{stamp}[/dim] [bold]{message['deviceId']}[/bold] {message['body']}"
+            + (f" [dim]{shown}[/dim]" if shown else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+        last = number
+    return max([last, *(number for number, _ in messages)])

@@ -76,6 +76,10 @@ def serve(
         int | None, typer.Option(help="Processes serving the same ports and store (SO_REUSEPORT).")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="Logging level (INFO).")] = None,
+    default_hub: Annotated[
+        str | None,
+        typer.Option(help="Link a built-in IoT hub of this name when no hub is linked yet."),
+    ] = None,
 ) -> None:
     """Run devprov: the device APIs (HTTPS, MQTT, MQTT over WebSocket) and the service API."""
     from devprov.wiring import configure_logging, prepare, run
@@ -94,6 +98,7 @@ def serve(
         max_message_bytes=max_message_bytes,
         workers=workers,
         log_level=log_level,
+        default_hub=default_hub,
     )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
