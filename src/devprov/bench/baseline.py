@@ -13,7 +13,10 @@ import ssl
 from devprov.protocol import mqtt
 from devprov.server.tls import server_context
 
-_ASSIGNED = b'{"operationId":"0","status":"assigned","registrationState":{"status":"assigned"}}'
+_ASSIGNED = (
+    b'{"operationId":"0","status":"assigned",'
+    b'"registrationState":{"status":"assigned","assignedHub":"baseline.example"}}'
+)
 _HTTP_ANSWER = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
     + f"Content-Length: {len(_ASSIGNED)}\r\n\r\n".encode()

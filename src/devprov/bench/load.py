@@ -51,7 +51,7 @@ class Samples:
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-class _Connection:
+class Connection:
     """One kept-alive HTTPS connection, reopened when the server closes it."""
 
     def __init__(self, target: Target) -> None:
@@ -71,7 +71,8 @@ class _Connection:
             self.streams = None
 
 
-async def _https_register(fleet: Fleet, number: int, connection: _Connection) -> None:
+async def https_register(fleet: Fleet, number: int, connection: Connection) -> str:
+    """Register one device; answers its assigned hub."""
     registration_id = fleet.registration_id(number)
     headers = {
         "Host": connection.target.host,
@@ -92,8 +93,10 @@ async def _https_register(fleet: Fleet, number: int, connection: _Connection) ->
             "/register?", f"/operations/{operation}?"
         )
         status, answer_headers, body = await http_request(reader, writer, "GET", path, headers)
-    if status != 200 or json.loads(body).get("status") != "assigned":
+    result = json.loads(body) if status == 200 else {}
+    if result.get("status") != "assigned":
         raise WireError(f"http {status}")
+    return str(result["registrationState"]["assignedHub"])
 
 
 async def connect_mqtt_device(
@@ -161,18 +164,18 @@ async def run_scenario(
     samples = Samples()
     numbers = iter(devices)
 
-    async def one(number: int, connection: _Connection | None) -> None:
+    async def one(number: int, connection: Connection | None) -> None:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(DEVICE_TIMEOUT_SECONDS):
                 if scenario == "mqtt-new-connection":
                     await _mqtt_register(fleet, number, target)
                 elif connection is not None:
-                    await _https_register(fleet, number, connection)
+                    await https_register(fleet, number, connection)
                 else:
-                    fresh = _Connection(target)
+                    fresh = Connection(target)
                     try:
-                        await _https_register(fleet, number, fresh)
+                        await https_register(fleet, number, fresh)
                     finally:
                         fresh.close()
             samples.latencies.append(time.perf_counter() - started)
@@ -190,7 +193,7 @@ async def run_scenario(
     if rate is None:
 
         async def slot() -> None:
-            connection = _Connection(target) if scenario == "https-keepalive" else None
+            connection = Connection(target) if scenario == "https-keepalive" else None
             for number in numbers:
                 await one(number, connection)
             if connection is not None:
@@ -209,12 +212,12 @@ async def _open_loop(
     concurrency: int,
     target: Target,
     scenario: str,
-    one: Callable[[int, _Connection | None], Awaitable[None]],
+    one: Callable[[int, Connection | None], Awaitable[None]],
 ) -> None:
     """Devices arrive every 1/rate s. Kept-alive scenarios share a pool of connections."""
-    pool: asyncio.Queue[_Connection] = asyncio.Queue()
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(concurrency):
-        pool.put_nowait(_Connection(target))
+        pool.put_nowait(Connection(target))
     running: set[asyncio.Task[None]] = set()
 
     async def arrive(number: int) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from devprov.bench.fleet import Fleet
+from devprov.bench.hub import HubResult, run_hub_fleet
 from devprov.bench.idle import IdleResult, hold_idle
 from devprov.bench.load import Samples, Target, run_scenario
 from devprov.bench.seed import seed
@@ -310,3 +311,35 @@ def run_idle(config: BenchConfig, connections: int) -> IdleResult:
             return IdleResult(len(clients), connections - len(clients), before, after)
 
         return asyncio.run(measure())
+
+
+def run_hub(config: BenchConfig, messages: int) -> tuple[ScenarioResult, HubResult]:
+    """Provision-then-connect `config.devices` to the built-in hub and send `messages` each,
+    beside plain registrations with a new TLS connection per device measured in the same run."""
+    raise_file_limit()
+    with devprov_server(config) as (info, pid):
+        assert pid is not None, "bench-hub measures a devprov it starts itself"
+        fleet = asyncio.run(_prepare_fleet(info, None))
+        target = Target(
+            "127.0.0.1",
+            info["httpsPort"],
+            info["mqttPort"],
+            client_context(info["caCertificatePath"]),
+        )
+        pids = process_tree(pid)
+        plain_fleet = Fleet(fleet.id_scope, fleet.group_key, f"{fleet.prefix}-plain")
+        before = cpu_seconds(pids)
+        samples = asyncio.run(
+            run_scenario(
+                "https-new-tls", target, plain_fleet, range(config.devices),
+                concurrency=config.concurrency,
+            )
+        )  # fmt: skip
+        plain = _result("https-new-tls", samples, cpu_seconds(pids) - before, rss_mb(pids))
+        hub = asyncio.run(
+            run_hub_fleet(
+                target, fleet, config.devices, messages, concurrency=config.concurrency,
+                rss=lambda: rss_mb(pids),
+            )
+        )  # fmt: skip
+        return plain, hub
