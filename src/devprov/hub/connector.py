@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from devprov.domain import twin as twins
 from devprov.domain.clock import now_timestamp
 from devprov.domain.errors import bad_request
 from devprov.domain.hub_identities import dps_twin, new_device, updated_device
@@ -56,7 +55,24 @@ class BuiltinConnector:
         return None
 
     async def upsert_device(self, hub: LinkedHub, identity: DeviceIdentity) -> None:
+        """Create or update the identity.
+
+        When DPS applies an initial twin (every first assignment, and "reprovision and reset")
+        the identity is written afresh, enabled, with that twin, without reading what was
+        there: the write joins the store's batch, so a first registration costs what it cost
+        before the hub existed. Otherwise the twin the device has is kept."""
         now = now_timestamp()
+        if identity.initial_twin is not None:
+            device = new_device(
+                identity.device_id,
+                identity.authentication,
+                identity.capabilities,
+                now,
+                initial_twin=identity.initial_twin,
+                registration_id=identity.registration_id,
+            )
+            await self.devices.put(hub.host_name, device)
+            return
 
         def change(current: dict[str, Any] | None) -> dict[str, Any]:
             if current is None:
@@ -65,13 +81,10 @@ class BuiltinConnector:
                     identity.authentication,
                     identity.capabilities,
                     now,
-                    initial_twin=identity.initial_twin,
                     registration_id=identity.registration_id,
                 )
             device = updated_device(current, identity.authentication, identity.capabilities, now)
             device["registrationId"] = identity.registration_id
-            if identity.initial_twin is not None:  # DPS (re)applies the initial twin
-                device["twin"] = twins.new_twin(identity.initial_twin, now)
             return device
 
         await self.devices.change(hub.host_name, identity.device_id, change)

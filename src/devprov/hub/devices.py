@@ -45,6 +45,12 @@ class HubDevices:
         rows = await self.store.page(Kind.HUB_DEVICE, limit=limit, where={"hub_key": hub.lower()})
         return [row.document for row in rows]
 
+    async def put(self, hub: str, device: Document) -> None:
+        """Write a device whatever is stored (merged with other writes into one commit)."""
+        key = device_key(hub, device["deviceId"])
+        columns = {"hub_key": hub.lower()}
+        await self.store.write([Put(Kind.HUB_DEVICE, key, device["etag"], device, columns)])
+
     async def change(
         self, hub: str, device_id: str, change: Callable[[Document | None], Document | None]
     ) -> Document | None:

@@ -32,7 +32,9 @@ class Route:
 
 
 class Router:
-    """A flat list of routes; the first that matches path and method wins.
+    """Routes in the order added, grouped by their number of segments; the first that matches
+    path and method wins. (The grouping keeps a device's register from being compared with
+    every service API route first.)
 
     The Node service client writes `/enrollmentgroups/...`, the others `/enrollmentGroups/...`, and
     the C device client percent-encodes ids in the path, so literals are compared without case and
@@ -40,19 +42,19 @@ class Router:
     """
 
     def __init__(self) -> None:
-        self.routes: list[Route] = []
+        self.routes: dict[int, list[Route]] = {}
 
     def add(self, method: str, path: str, handler: Handler) -> None:
         segments = tuple(
             part if part.startswith("{") else part.lower() for part in path.strip("/").split("/")
         )
-        self.routes.append(Route(method.upper(), segments, handler))
+        self.routes.setdefault(len(segments), []).append(Route(method.upper(), segments, handler))
 
     def resolve(self, method: str, raw_path: str) -> tuple[Handler, dict[str, str]]:
         path = raw_path.split("?", 1)[0]
         parts = [unquote(part) for part in path.strip("/").split("/")]
         path_matched = False
-        for route in self.routes:
+        for route in self.routes.get(len(parts), ()):
             params = route.match(parts)
             if params is None:
                 continue

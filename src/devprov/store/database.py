@@ -273,12 +273,7 @@ class Store:
 
     async def fetch(self, connection: DbConnection, kind: Kind, key: str) -> StoredDocument | None:
         """Read a record inside a write transaction (sees that transaction's own writes)."""
-        table = table_of(kind)
-        row = (
-            await connection.execute(
-                sa.select(table.c.key, table.c.etag, table.c.document).where(table.c.key == key)
-            )
-        ).first()
+        row = (await connection.execute(statements_of(kind).select, {"key": key})).first()
         return StoredDocument(row.key, row.etag, row.document) if row else None
 
     async def _exists(self, connection: DbConnection, kind: Kind, key: str) -> bool:
