@@ -5,13 +5,16 @@ Commands run in-process (typer's runner) except `serve`, which runs as the proce
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +23,12 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from devprov.bench.wire import MqttClient
 from devprov.cli import app
+from devprov.domain.keys import derive_device_key
+from devprov.protocol import mqtt
 from tests.conftest import free_port
+from tests.helpers import device_token
 
 
 @dataclass(frozen=True)
@@ -48,9 +55,9 @@ def info(data_dir: Path) -> dict[str, Any]:
     return details
 
 
-@pytest.fixture
-def served(tmp_path: Path, database_url: str) -> Iterator[Path]:
-    data_dir = tmp_path / "data"
+@contextmanager
+def serving(data_dir: Path, database_url: str, *extra: str) -> Iterator[Path]:
+    """`devprov serve` as a process of its own, on free ports."""
     port = free_port()
     server = subprocess.Popen(
         [
@@ -60,6 +67,7 @@ def served(tmp_path: Path, database_url: str) -> Iterator[Path]:
             "--https-port", str(port),
             "--mqtt-port", str(free_port()),
             "--db", database_url,
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -78,6 +86,12 @@ def served(tmp_path: Path, database_url: str) -> Iterator[Path]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture
+def served(tmp_path: Path, database_url: str) -> Iterator[Path]:
+    with serving(tmp_path / "data", database_url) as data_dir:
+        yield data_dir
 
 
 def test_info_tells_a_client_everything_it_needs(served: Path, database_url: str) -> None:
@@ -203,3 +217,44 @@ def test_a_store_behind_the_schema_is_told_to_upgrade_not_migrated(tmp_path: Pat
 
     devprov("db", "upgrade", "--data-dir", str(tmp_path / "data"))
     assert json.loads(devprov("hub", "list", "--data-dir", str(tmp_path / "data")).stdout) == []
+
+
+def test_make_runs_default_hub_takes_a_device_with_no_set_up(
+    tmp_path: Path, database_url: str
+) -> None:
+    """`make run` links a built-in hub named 127.0.0.1: a device provisions and connects to it
+    with nothing set up beyond a group."""
+    with serving(tmp_path / "data", database_url, "--default-hub", "127.0.0.1") as data_dir:
+        details = info(data_dir)
+        assert details["linkedHubs"] == ["127.0.0.1"]
+        group = json.loads(devprov("group", "create", "fleet", "--data-dir", str(data_dir)).stdout)
+        group_key = group["attestation"]["symmetricKey"]["primaryKey"]
+        registered = devprov(
+            "device", "register", "dev-1", "--group-key", group_key, "--data-dir", str(data_dir)
+        )
+        assert json.loads(registered.stdout)["assignedHub"] == "127.0.0.1"
+        shown = json.loads(
+            devprov("hub", "show", "127.0.0.1", "--json", "--data-dir", str(data_dir)).stdout
+        )
+        assert shown["connectionString"].startswith("HostName=127.0.0.1;SharedAccessKeyName=")
+
+        twin = asyncio.run(hub_twin(details, derive_device_key(group_key, "dev-1")))
+        assert twin == {"desired": {"$version": 1}, "reported": {"$version": 1}}
+
+
+async def hub_twin(details: dict[str, Any], key: str) -> Any:
+    """Connect to the hub 127.0.0.1 as dev-1 (verifying its certificate names 127.0.0.1) and
+    read the twin."""
+    context = ssl.create_default_context(cafile=details["caCertificatePath"])
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", details["mqttPort"], ssl=context, server_hostname="127.0.0.1"
+    )
+    client = MqttClient(reader, writer)
+    token = device_token("127.0.0.1/devices/dev-1", key, style="python")
+    client.send(mqtt.Connect("dev-1", "127.0.0.1/dev-1/?api-version=2021-04-12", token.encode()))
+    assert await client.packet() == mqtt.ConnAck(mqtt.ACCEPTED)
+    client.send(mqtt.Publish("$iothub/twin/GET/?$rid=1", b" "))
+    answer = await client.packet()
+    writer.close()
+    assert isinstance(answer, mqtt.Publish)
+    return json.loads(answer.payload)

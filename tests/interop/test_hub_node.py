@@ -3,8 +3,8 @@
 `azure-iot-provisioning-device` provisions through a group whose custom allocation webhook turns
 the payload into the initial twin; `azure-iot-device` with `azure-iot-device-mqtt` (Mqtt and
 MqttWs) connects to the assigned hub, reads the twin, reports a property that `azure-iot-hub`
-reads, takes a desired change made with Node's `azure-iothub`, answers direct methods invoked
-with `azure-iot-hub` and `azure-iothub`, and sends telemetry that `devprov hub messages` shows.
+reads, takes desired changes made with `azure-iot-hub` and Node's `azure-iothub`, answers direct
+methods invoked with both, and sends telemetry that `devprov hub messages` shows.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 import pytest
-from azure.iot.hub.models import CloudToDeviceMethod
+from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
 
 from devprov import certmaker
 from tests.conftest import Running, Webhook, fixed_ports
@@ -56,10 +56,8 @@ async def first_minute(
         assert service_twin.properties.reported["firmware"] == "node-3.0"
         assert service_twin.tags == {"model": PAYLOAD["modelId"]}
 
-        await asyncio.to_thread(
-            node_service, hub, running.ca, "updateTwin", deviceId=device_id,
-            patch={"properties": {"desired": {"interval": 7}}},
-        )  # fmt: skip
+        desired = Twin(properties=TwinProperties(desired={"interval": 7}))
+        await asyncio.to_thread(registry.update_twin, device_id, desired, service_twin.etag)
         change = await device.until("desired", patch={"interval": 7, "$version": 2})
         assert change["patch"] == {"interval": 7, "$version": 2}
 
