@@ -15,8 +15,6 @@ from hypothesis import strategies as st
 
 from devprov.domain.errors import DpsError
 from devprov.domain.twin import (
-    MAX_INTEGER,
-    MIN_INTEGER,
     Twin,
     device_document,
     new_twin,
@@ -26,8 +24,8 @@ from devprov.domain.twin import (
     replace_twin,
     service_document,
     twin_etag,
-    twin_size,
 )
+from devprov.domain.twin_limits import MAX_INTEGER, MIN_INTEGER, twin_size
 
 T0 = "2024-05-01T12:00:00.000Z"
 T1 = "2024-05-01T12:00:01.000Z"

@@ -16,42 +16,33 @@ from __future__ import annotations
 
 import base64
 import copy
-import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from devprov.domain.errors import bad_request
+from devprov.domain.twin_limits import (
+    MAX_DESIRED_BYTES,
+    MAX_REPORTED_BYTES,
+    MAX_TAGS_BYTES,
+    METADATA,
+    VERSION,
+    check_size,
+    checked_object,
+)
+from devprov.domain.twin_limits import without_read_only as _content
 
 Twin = dict[str, Any]
-
-# DOC-TWIN "Tags and properties format" and "Device twin size" (iothub-device-mqtt.md §3.3).
-MAX_KEY_BYTES = 1024
-MAX_STRING_BYTES = 4 * 1024
-MAX_DEPTH = 10
-MIN_INTEGER = -4503599627370496
-MAX_INTEGER = 4503599627370495
-MAX_TAGS_BYTES = 8 * 1024
-MAX_DESIRED_BYTES = 32 * 1024
-MAX_REPORTED_BYTES = 32 * 1024
 
 # A new identity's twin starts with desired and reported `$version: 1` (iothub-registry-rest.md
 # §2.2, lifecycle-event example in DOC-REG); IoT Hub's own device GET shows the same.
 FIRST_VERSION = 1
 
-METADATA = "$metadata"
-VERSION = "$version"
 LAST_UPDATED = "$lastUpdated"
 LAST_UPDATED_VERSION = "$lastUpdatedVersion"
-_READ_ONLY = (METADATA, VERSION)
 
 TAGS_PATH = "tags"
 DESIRED_PATH = "properties.desired"
 REPORTED_PATH = "properties.reported"
-
-# "UNICODE control characters (segments C0 and C1)": U+0000-U+001F, U+0080-U+009F, and DEL
-# (U+007F), which Unicode also classes as a control character.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 # Building and changing twins -------------------------------------------------------------------
@@ -66,9 +57,9 @@ def new_twin(initial: Mapping[str, Any] | None, now: str) -> Twin:
     """
     tags, desired = _service_sections(initial, "initialTwin", allow_reported=True)
     tag_content = _merge({}, {}, tags or {}, {})[0]
-    _check_size(tag_content, TAGS_PATH, MAX_TAGS_BYTES)
+    check_size(tag_content, TAGS_PATH, MAX_TAGS_BYTES)
     content, metadata = _merge({}, {}, desired or {}, _desired_stamp(now, FIRST_VERSION))
-    _check_size(content, DESIRED_PATH, MAX_DESIRED_BYTES)
+    check_size(content, DESIRED_PATH, MAX_DESIRED_BYTES)
     return {
         "tags": tag_content,
         "properties": {
@@ -86,7 +77,7 @@ def patch_desired(twin: Twin, patch: Any, now: str) -> tuple[Twin, dict[str, Any
     every push (iothub-device-mqtt.md §3.2), and nulls stay in so the device learns what was
     deleted.
     """
-    content = _checked_object(patch, DESIRED_PATH, read_only_allowed=True)
+    content = checked_object(patch, DESIRED_PATH, read_only_allowed=True)
     result = copy.deepcopy(twin)
     delta = _write_desired(result, content, now)
     result["version"] += 1
@@ -95,12 +86,12 @@ def patch_desired(twin: Twin, patch: Any, now: str) -> tuple[Twin, dict[str, Any
 
 def patch_reported(twin: Twin, patch: Any, now: str) -> Twin:
     """Merge a device's reported-properties patch (`$iothub/twin/PATCH/properties/reported/`)."""
-    content = _checked_object(patch, REPORTED_PATH, read_only_allowed=False)
+    content = checked_object(patch, REPORTED_PATH, read_only_allowed=False)
     result = copy.deepcopy(twin)
     section = result["properties"]["reported"]
     version = section[VERSION] + 1
     merged, metadata = _merge(_content(section), section[METADATA], content, _reported_stamp(now))
-    _check_size(merged, REPORTED_PATH, MAX_REPORTED_BYTES)
+    check_size(merged, REPORTED_PATH, MAX_REPORTED_BYTES)
     result["properties"]["reported"] = _section(merged, metadata, version)
     result["version"] += 1
     return result
@@ -119,7 +110,7 @@ def patch_twin(twin: Twin, service_patch: Any, now: str) -> tuple[Twin, dict[str
     result = copy.deepcopy(twin)
     if tags is not None:
         merged_tags = _merge(result["tags"], {}, tags, {})[0]
-        _check_size(merged_tags, TAGS_PATH, MAX_TAGS_BYTES)
+        check_size(merged_tags, TAGS_PATH, MAX_TAGS_BYTES)
         result["tags"] = merged_tags
     delta = _write_desired(result, desired, now) if desired is not None else None
     result["version"] += 1
@@ -143,14 +134,14 @@ def replace_twin(twin: Twin, service_twin: Any, now: str) -> tuple[Twin, dict[st
     result = copy.deepcopy(twin)
     if tags is not None:
         new_tags = _merge({}, {}, tags, {})[0]
-        _check_size(new_tags, TAGS_PATH, MAX_TAGS_BYTES)
+        check_size(new_tags, TAGS_PATH, MAX_TAGS_BYTES)
         result["tags"] = new_tags
     delta = None
     if desired is not None:
         section = result["properties"]["desired"]
         version = section[VERSION] + 1
         content, metadata = _merge({}, {}, desired, _desired_stamp(now, version))
-        _check_size(content, DESIRED_PATH, MAX_DESIRED_BYTES)
+        check_size(content, DESIRED_PATH, MAX_DESIRED_BYTES)
         delta = _replacement(_content(section), content)
         delta[VERSION] = version
         result["properties"]["desired"] = _section(content, metadata, version)
@@ -216,7 +207,7 @@ def _write_desired(twin: Twin, patch: dict[str, Any], now: str) -> dict[str, Any
     merged, metadata = _merge(
         _content(section), section[METADATA], patch, _desired_stamp(now, version)
     )
-    _check_size(merged, DESIRED_PATH, MAX_DESIRED_BYTES)
+    check_size(merged, DESIRED_PATH, MAX_DESIRED_BYTES)
     twin["properties"]["desired"] = _section(merged, metadata, version)
     delta = copy.deepcopy(patch)
     delta[VERSION] = version
@@ -272,10 +263,6 @@ def _section(content: dict[str, Any], metadata: dict[str, Any], version: int) ->
     return {**content, METADATA: metadata, VERSION: version}
 
 
-def _content(section: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in section.items() if key not in _READ_ONLY}
-
-
 def _without_metadata(section: Mapping[str, Any]) -> dict[str, Any]:
     return {**copy.deepcopy(_content(section)), VERSION: section[VERSION]}
 
@@ -315,133 +302,6 @@ def _service_sections(
         )
     tags, desired = body.get("tags"), properties.get("desired")
     return (
-        None if tags is None else _checked_object(tags, TAGS_PATH, read_only_allowed=True),
-        None if desired is None else _checked_object(desired, DESIRED_PATH, read_only_allowed=True),
+        None if tags is None else checked_object(tags, TAGS_PATH, read_only_allowed=True),
+        None if desired is None else checked_object(desired, DESIRED_PATH, read_only_allowed=True),
     )
-
-
-# Validation ------------------------------------------------------------------------------------
-
-
-def _checked_object(value: Any, path: str, *, read_only_allowed: bool) -> dict[str, Any]:
-    """`value` if it is a section patch IoT Hub accepts, else a 400004 naming the bad spot.
-
-    With `read_only_allowed`, top-level `$metadata`/`$version` are dropped: service clients send
-    back the documents GET gave them, read-only elements included.
-    """
-    if not isinstance(value, Mapping):
-        raise bad_request(f"{path}: must be a JSON object")
-    content = dict(value)
-    if read_only_allowed:
-        content = _content(content)
-    _check_object(content, path, 0)
-    return content
-
-
-def _check_object(value: Mapping[Any, Any], path: str, depth: int) -> None:
-    for key, item in value.items():
-        _check_key(key, path)
-        _check_value(item, f"{path}.{_shown(key)}", depth)
-
-
-def _check_key(key: Any, path: str) -> None:
-    if not isinstance(key, str):
-        raise bad_request(f"{path}: keys must be strings")
-    if not key:
-        raise bad_request(f"{path}: keys may not be empty")
-    where = f"{path}.{_shown(key)}"
-    if not _is_unicode(key):
-        raise bad_request(f"{where}: keys must be valid Unicode (no lone surrogates)")
-    if len(key.encode()) > MAX_KEY_BYTES:
-        raise bad_request(f"{where}: keys may not be longer than {MAX_KEY_BYTES} bytes in UTF-8")
-    if _CONTROL.search(key):
-        raise bad_request(f"{where}: keys may not contain control characters")
-    for character, name in ((".", "'.'"), ("$", "'$'"), (" ", "spaces")):
-        if character in key:
-            raise bad_request(f"{where}: keys may not contain {name}")
-
-
-def _check_value(value: Any, path: str, depth: int) -> None:
-    if value is None or isinstance(value, bool):
-        return
-    if isinstance(value, int):
-        if not MIN_INTEGER <= value <= MAX_INTEGER:
-            raise bad_request(f"{path}: integers must be between {MIN_INTEGER} and {MAX_INTEGER}")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise bad_request(f"{path}: numbers must be finite (no NaN or Infinity)")
-    elif isinstance(value, str):
-        if not _is_unicode(value):
-            raise bad_request(f"{path}: strings must be valid Unicode (no lone surrogates)")
-        if len(value.encode()) > MAX_STRING_BYTES:
-            raise bad_request(
-                f"{path}: strings may not be longer than {MAX_STRING_BYTES} bytes in UTF-8"
-            )
-    elif isinstance(value, dict | list):
-        # Depth counts containers below the section: DOC-TWIN's valid example nests ten
-        # objects under `tags`. Arrays count too (the doc is silent), which also bounds the
-        # recursion here.
-        if depth + 1 > MAX_DEPTH:
-            raise bad_request(f"{path}: objects and arrays may nest at most {MAX_DEPTH} deep")
-        if isinstance(value, dict):
-            _check_object(value, path, depth + 1)
-        else:
-            for index, item in enumerate(value):
-                _check_value(item, f"{path}[{index}]", depth + 1)
-    else:
-        raise bad_request(
-            f"{path}: values must be a boolean, number, string, null, object or array"
-        )
-
-
-def _is_unicode(text: str) -> bool:
-    """False for text with lone surrogates (JSON allows "\\ud800"): it has no UTF-8 form, so
-    the twin could not be sent to the device."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _check_size(content: Mapping[str, Any], path: str, limit: int) -> None:
-    size = twin_size(content)
-    if size > limit:
-        raise bad_request(
-            f"{path}: may not be larger than {limit} bytes as IoT Hub counts them;"
-            f" this write makes it {size}"
-        )
-
-
-def twin_size(content: Mapping[str, Any]) -> int:
-    """The size IoT Hub charges a section against its limit (DOC-TWIN "Device twin size").
-
-    Keys and strings count their UTF-8 bytes without control characters, numbers 8 bytes,
-    booleans 4, objects and arrays the sum of what they hold; `$version`/`$metadata` are not
-    counted. Using IoT Hub's own arithmetic (not the JSON text length) means a twin IoT Hub
-    holds, for example one migrated from a real hub, also fits here. The doc is silent on null,
-    which only arrays can hold once merged; it counts 4, like a boolean.
-    """
-    return sum(_text_size(key) + _value_size(value) for key, value in _content(content).items())
-
-
-def _value_size(value: Any) -> int:
-    if value is None or isinstance(value, bool):
-        return 4
-    if isinstance(value, int | float):
-        return 8
-    if isinstance(value, str):
-        return _text_size(value)
-    if isinstance(value, list):
-        return sum(_value_size(item) for item in value)
-    return sum(_text_size(key) + _value_size(item) for key, item in value.items())
-
-
-def _text_size(text: str) -> int:
-    return len(_CONTROL.sub("", text).encode())
-
-
-def _shown(text: str, limit: int = 64) -> str:
-    """`text` fit for an error message: control characters escaped, long text cut short."""
-    shown = "".join(c if c.isprintable() or c == " " else f"\\u{ord(c):04x}" for c in text)
-    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
