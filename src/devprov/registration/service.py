@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from devprov.allocation.payload import check_payload
 from devprov.attestation.attested import Attested
 from devprov.domain.errors import (
     OPERATION_NOT_FOUND,
@@ -75,8 +76,12 @@ class RegistrationService:
     async def start(
         self, attested: Attested, request: RegisterRequest, previous: Any = _UNREAD
     ) -> OperationResult:
-        """Register a device whose proof was already checked (MQTT checks it at CONNECT)."""
+        """Register a device whose proof was already checked (MQTT checks it at CONNECT).
+
+        A body its enrollment refuses (payload schema) is refused here, before anything is
+        recorded."""
         _check_body_id(request, attested.registration_id)
+        check_payload(attested.enrollment, request.payload)
         if previous is _UNREAD:
             previous = await self.records.read(attested.registration_id)
         operation_id = new_operation_id()
