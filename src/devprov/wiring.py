@@ -23,7 +23,10 @@ from aiohttp import web
 from devprov.admin import Admin
 from devprov.allocation.allocator import Allocators
 from devprov.allocation.builtin import built_in_allocators
-from devprov.allocation.webhook import WebhookAllocator, WebhookClient
+from devprov.allocation.custom import CustomAllocator
+from devprov.allocation.exchanges import ExchangeLog
+from devprov.allocation.functions import InProcessAllocators, parse_allocator_specs
+from devprov.allocation.webhook import WebhookClient
 from devprov.domain.models import LinkedHub
 from devprov.domain.records import Kind
 from devprov.hub import connector as builtin
@@ -60,6 +63,7 @@ from devprov.server.trust import ClientTrust
 from devprov.settings import Settings
 from devprov.store.database import Store
 from devprov.store.directory import CachedDirectory
+from devprov.store.exchanges import StoredExchanges
 from devprov.store.hub_messages import StoredMessageLog
 from devprov.store.registrations import StoredChallenges, StoredOperations, StoredRegistrations
 from devprov.store.schema import migrate
@@ -119,12 +123,15 @@ def registration_service(
     connectors: Connectors,
     webhooks: WebhookClient,
     *,
+    functions: InProcessAllocators | None = None,
+    exchanges: ExchangeLog | None = None,
     fast_path_seconds: float = 1.5,
     observers: Iterable[Observer] = (),
 ) -> RegistrationService:
     """The registration service and its stages over a store."""
     directory = CachedDirectory(store)
-    allocators = Allocators({**built_in_allocators(), "custom": WebhookAllocator(webhooks)})
+    custom = CustomAllocator(webhooks, functions, exchanges)
+    allocators = Allocators({**built_in_allocators(), "custom": custom})
     records = StoredRegistrations(store)
     observing = Observers(observers)
     return RegistrationService(
@@ -161,8 +168,15 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
     async with AsyncExitStack() as stack:
         store = Store.connect(instance.database)
         stack.push_async_callback(store.close)
-        webhooks = WebhookClient(settings.webhook_timeout)
+        webhooks = WebhookClient(
+            settings.webhook_timeout,
+            secret=settings.webhook_secret,
+            retries=settings.webhook_retries,
+        )
         stack.push_async_callback(webhooks.close)
+        functions = InProcessAllocators(
+            parse_allocator_specs(settings.allocators), settings.webhook_timeout
+        )
         presence = Presence()
         factory = connector_factory(store, presence)
         if settings.default_hub:
@@ -174,6 +188,8 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             instance.id_scope,
             connectors,
             webhooks,
+            functions=functions,
+            exchanges=StoredExchanges(store, settings.exchange_log_size),
             fast_path_seconds=settings.fast_path_seconds,
             observers=observers,
         )
