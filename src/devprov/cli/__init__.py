@@ -10,6 +10,7 @@ from devprov.cli.device import device_app
 from devprov.cli.hubs import hub_app
 from devprov.cli.records import enrollment_app, group_app, registration_app
 from devprov.cli.server import db_app, info, init, serve
+from devprov.cli.webhooks import webhook_app
 
 app = typer.Typer(
     help="devprov: a self-hosted Device Provisioning Service, wire-compatible with Azure DPS.",
@@ -30,5 +31,6 @@ app.add_typer(ca_app, name="ca")
 app.add_typer(cert_app, name="cert")
 app.add_typer(device_app, name="device")
 app.add_typer(db_app, name="db")
+app.add_typer(webhook_app, name="webhook")
 
 __all__ = ["app"]
