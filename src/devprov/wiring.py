@@ -35,11 +35,14 @@ from devprov.hub.presence import Presence
 from devprov.hub.service import HubService
 from devprov.hubs.factory import ConnectorFactory, Connectors
 from devprov.instance import Instance, ensure_instance
+from devprov.issuing_cas import IssuingCas
 from devprov.process import raise_file_limit, trim_forever
 from devprov.registration.allocate import AllocationStage
 from devprov.registration.attest import Attestation
+from devprov.registration.issue import Issuance
 from devprov.registration.observe import Observer, Observers
 from devprov.registration.place import Placement
+from devprov.registration.ports import CredentialIssuers
 from devprov.registration.provision import Provisioning
 from devprov.registration.service import RegistrationService, RegistrationSettings
 from devprov.server.app import build_app
@@ -125,6 +128,7 @@ def registration_service(
     *,
     functions: InProcessAllocators | None = None,
     exchanges: ExchangeLog | None = None,
+    issuers: CredentialIssuers | None = None,
     fast_path_seconds: float = 1.5,
     observers: Iterable[Observer] = (),
 ) -> RegistrationService:
@@ -143,6 +147,7 @@ def registration_service(
         records,
         StoredOperations(store),
         observing,
+        Issuance(issuers),
     )
 
 
@@ -190,6 +195,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             webhooks,
             functions=functions,
             exchanges=StoredExchanges(store, settings.exchange_log_size),
+            issuers=IssuingCas(store, settings.data_dir),
             fast_path_seconds=settings.fast_path_seconds,
             observers=observers,
         )

@@ -25,6 +25,7 @@ from devprov.domain.errors import (
 from devprov.domain.records import Revisions
 from devprov.protocol.dps import RegisterRequest, new_operation_id, operation_status
 from devprov.registration.attest import Attestation, DeviceProof
+from devprov.registration.issue import Issuance
 from devprov.registration.observe import Observers, RegistrationEvent
 from devprov.registration.ports import Operations, RegistrationRecords
 from devprov.registration.provision import OperationResult, Provisioning
@@ -51,8 +52,10 @@ class RegistrationService:
         records: RegistrationRecords,
         operations: Operations,
         observers: Observers,
+        issuance: Issuance | None = None,
     ) -> None:
         self.settings = settings
+        self.issuance = issuance or Issuance(None)
         self.attestation = attestation
         self.provisioning = provisioning
         self.records = records
@@ -78,15 +81,16 @@ class RegistrationService:
     ) -> OperationResult:
         """Register a device whose proof was already checked (MQTT checks it at CONNECT).
 
-        A body its enrollment refuses (payload schema) is refused here, before anything is
-        recorded."""
+        A body its enrollment refuses (payload schema, a CSR it cannot honour) is refused
+        here, before anything is recorded."""
         _check_body_id(request, attested.registration_id)
         check_payload(attested.enrollment, request.payload)
+        to_issue = await self.issuance.prepare(attested, request.csr)
         if previous is _UNREAD:
             previous = await self.records.read(attested.registration_id)
         operation_id = new_operation_id()
         task = self._spawn(
-            self.provisioning.provision(attested, operation_id, request.payload, previous)
+            self.provisioning.provision(attested, operation_id, request.payload, previous, to_issue)
         )
         done, _ = await asyncio.wait({task}, timeout=self.settings.fast_path_seconds)
         if done:
