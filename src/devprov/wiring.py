@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -161,6 +162,7 @@ class Devprov:
     registrations: RegistrationService
     hubs: HubService
     stack: AsyncExitStack
+    data_dir: Path
 
     async def close(self) -> None:
         await self.stack.aclose()
@@ -264,7 +266,9 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             instance.host_name,
             instance.mqtt_port,
         )
-        return Devprov(instance, tls, store, registrations, hubs, stack.pop_all())
+        return Devprov(
+            instance, tls, store, registrations, hubs, stack.pop_all(), settings.data_dir
+        )
     raise AssertionError("unreachable")  # pragma: no cover - the block returns or raises
 
 

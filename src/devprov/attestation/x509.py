@@ -161,13 +161,10 @@ def attest_x509(
             f" {registration_id!r}.",
         )
     if individual is not None:
-        issuer = next(
-            (ca for ca in policy_cas(individual, issuers or {}) if ca.subject == leaf.issuer),
-            None,
-        )
-        if issuer is not None:
-            validate_chain(leaf, intermediates, issuer, now)
-            return require_enabled(_attested(registration_id, individual, leaf, issuer))
+        for issuer in policy_cas(individual, issuers or {}):
+            if issuer.subject == leaf.issuer:
+                validate_chain(leaf, intermediates, issuer, now)
+                return require_enabled(_attested(registration_id, individual, leaf, issuer))
         enrolled = enrolled_client_certificates(individual)
         if individual.attestation.type != "x509" or not enrolled:
             raise unauthorized(

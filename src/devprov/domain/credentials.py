@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -109,6 +110,9 @@ def new_issuing_ca(
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "devprov"),
+            # Each CA of a policy has a name of its own, so that a chain names its issuer
+            # unambiguously once the policy has been rotated.
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, secrets.token_hex(4)),
             x509.NameAttribute(NameOID.COMMON_NAME, f"devprov credential policy {policy_name}"),
         ]
     )
@@ -206,11 +210,6 @@ def chain_of(leaf: x509.Certificate, issuer: Issuer) -> list[str]:
         base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode()
         for certificate in (leaf, issuer.policy.current)
     ]
-
-
-def issued_by(leaf: x509.Certificate, cas: tuple[x509.Certificate, ...]) -> x509.Certificate | None:
-    """The policy CA whose name is the leaf's issuer (the signature is checked by attestation)."""
-    return next((ca for ca in cas if ca.subject == leaf.issuer), None)
 
 
 def describe_policy(policy: CredentialPolicy) -> str:
