@@ -1,0 +1,70 @@
+"""A certificate from a CSR, then the official Python device SDK registering with it.
+
+azure-iot-device 2.14 cannot send a `csr` itself (its register body is only `registrationId`
+and `payload`), so the first registration goes through devprov's own device client over HTTPS;
+the SDK then proves itself with the issued certificate over MQTT and MQTT over WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.iot.device import X509, ProvisioningDeviceClient
+
+from devprov.client.device import DeviceClient
+from devprov.issuing_cas import IssuingCas
+from tests.conftest import Running, fixed_ports
+from tests.csr_support import csr_for, pem_files, verified_path
+from tests.helpers import create_group, group_device_key
+
+pytestmark = fixed_ports
+
+
+def _sdk_register(
+    ca: str, id_scope: str, registration_id: str, files: tuple[str, str], websockets: bool
+) -> Any:
+    client = ProvisioningDeviceClient.create_from_x509_certificate(
+        provisioning_host="localhost",
+        registration_id=registration_id,
+        id_scope=id_scope,
+        x509=X509(cert_file=files[0], key_file=files[1]),  # type: ignore[no-untyped-call]
+        server_verification_cert=Path(ca).read_text(),
+        websockets=websockets,
+    )
+    return client.register()
+
+
+@pytest.mark.parametrize("websockets", [False, True], ids=["mqtt", "websocket"])
+async def test_the_python_sdk_registers_with_the_issued_certificate(
+    devprov: Running, tmp_path: Path, websockets: bool
+) -> None:
+    await devprov.service().link_hub("hub.example")
+    policy = await IssuingCas(devprov.devprov.store, devprov.devprov.data_dir).create("certs")
+    group = await create_group(devprov, "issued", credentialPolicyName="certs")
+    csr, key = csr_for("sdk-cert-1")
+
+    state = await DeviceClient("localhost", devprov.id_scope, ca_file=devprov.ca).register(
+        "sdk-cert-1", group_key=group["attestation"]["symmetricKey"]["primaryKey"], csr=csr
+    )
+    chain = state["issuedCertificateChain"]
+    assert verified_path(chain)[-1] == policy.current
+    assert group_device_key(group, "sdk-cert-1")  # the key it registered with the first time
+
+    files = pem_files(chain, key, tmp_path)
+    result = await asyncio.to_thread(
+        _sdk_register, devprov.ca, devprov.id_scope, "sdk-cert-1", files, websockets
+    )
+
+    assert result.status == "assigned"
+    assert result.registration_state.assigned_hub == "hub.example"
+    record = await devprov.service().get_registration("sdk-cert-1")
+    assert record["x509"]["enrollmentGroupId"] == "issued"
+    assert (
+        record["x509"]["signingCertificateInfo"]["subjectName"].endswith(
+            "CN=devprov credential policy certs"
+        )
+        or "devprov credential policy certs"
+        in record["x509"]["signingCertificateInfo"]["subjectName"]
+    )
