@@ -84,8 +84,23 @@ class RegistrationService:
         A body its enrollment refuses (payload schema, a CSR it cannot honour) is refused
         here, before anything is recorded."""
         _check_body_id(request, attested.registration_id)
-        check_payload(attested.enrollment, request.payload)
-        to_issue = await self.issuance.prepare(attested, request.csr)
+        started = time.perf_counter()
+        try:
+            check_payload(attested.enrollment, request.payload)
+            to_issue = await self.issuance.prepare(attested, request.csr)
+        except DpsError as error:
+            if self.observers:
+                self.observers(
+                    RegistrationEvent(
+                        "refused",
+                        attested.registration_id,
+                        time.perf_counter() - started,
+                        enrollment=attested.group_id,
+                        attestation=attested.enrollment.attestation.type,
+                        error=error,
+                    )
+                )
+            raise
         if previous is _UNREAD:
             previous = await self.records.read(attested.registration_id)
         operation_id = new_operation_id()
