@@ -9,6 +9,7 @@ from pathlib import Path
 from cryptography import x509
 
 from tests.cli.test_commands import devprov
+from tests.cli.test_commands import served as served  # the fixture
 
 
 def test_create_keeps_the_key_in_the_data_dir_only(tmp_path: Path) -> None:
@@ -49,3 +50,28 @@ def test_rotate_list_and_remove(tmp_path: Path) -> None:
     assert len(x509.load_pem_x509_certificates(pem.encode())) == 2  # the old CA stays trusted
     assert "line-2: leaves valid 30 days" in listed
     assert gone.returncode == 1 and "no credential policy named 'line-2'" in gone.stderr
+
+
+def test_a_device_gets_a_certificate_from_the_command_line(served: Path, tmp_path: Path) -> None:
+    data = str(served)
+    devprov("hub", "add", "hub.example", "--data-dir", data)
+    devprov("credential-policy", "create", "cli-certs", "--data-dir", data)
+    group = json.loads(
+        devprov(
+            "group", "create", "certified", "--credential-policy", "cli-certs", "--data-dir", data
+        ).stdout
+    )
+    out = tmp_path / "device"
+
+    registered = devprov(
+        "device", "register", "dev-7", "--group-key",
+        group["attestation"]["symmetricKey"]["primaryKey"], "--new-certificate", str(out),
+        "--data-dir", data,
+    )  # fmt: skip
+
+    state = json.loads(registered.stdout)
+    assert len(state["issuedCertificateChain"]) == 2
+    leaf, ca = x509.load_pem_x509_certificates((out / "dev-7-chain.pem").read_bytes())
+    assert leaf.subject.rfc4514_string() == "CN=dev-7"
+    leaf.verify_directly_issued_by(ca)
+    assert stat.S_IMODE((out / "dev-7-key.pem").stat().st_mode) == 0o600
