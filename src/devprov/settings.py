@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     allocators: dict[str, str] = Field(
         default_factory=dict,
         description="In-process allocators: NAME = package.module:function; an enrollment"
-        " selects one with customAllocationDefinition.webhookUrl allocator://NAME.",
+        " selects one with customAllocationDefinition.webhookUrl allocator://NAME. Flags add"
+        " to (or replace by name) those of the file.",
     )
     exchange_log_size: int = Field(
         100, ge=0, description="Allocation exchanges kept per enrollment (0: none recorded)."

@@ -166,3 +166,16 @@ def test_a_served_function_speaks_the_webhook_contract(
         "initialTwin": {"tags": {"model": "dtmi:contoso:kettle;1"}},
         "payload": {"chosenBy": "by_model", "registrationId": "kettle-1"},
     }
+
+
+def test_serve_refuses_an_allocator_it_cannot_load(tmp_path: Path) -> None:
+    for flag, words in (
+        ("nameless", "NAME=package.module:function"),
+        ("x=no.such.module:f", "cannot import"),
+    ):
+        result = devprov(
+            "serve", "--data-dir", str(tmp_path), "--allocator", flag, "--https-port", "1",
+            check=False,
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert words in result.stderr
