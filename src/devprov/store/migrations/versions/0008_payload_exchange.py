@@ -1,7 +1,7 @@
 """Custom allocation exchanges (the webhook log) and credential policies (issuing CAs).
 
 Revision ID: 0008_payload_exchange
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_payload_exchange"
-down_revision = "0005"
+down_revision = "0006"  # the integrator re-chains at merge
 branch_labels = None
 depends_on = None
 
