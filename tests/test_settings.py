@@ -63,3 +63,21 @@ def test_tls_cert_and_key_go_together() -> None:
         Path("a.pem"),
         Path("k.pem"),
     )
+
+
+def test_the_payload_settings_come_from_the_file_or_flags(tmp_path: Path) -> None:
+    (tmp_path / "devprov.toml").write_text(
+        'webhook_secret = "from-file"\nwebhook_retries = 2\n'
+        '[allocators]\nbymodel = "tests.allocation.sample_allocators:by_model"\n'
+    )
+
+    from_file = Settings.load(data_dir=tmp_path)
+    flagged = Settings.load(data_dir=tmp_path, allocators={"other": "m:f"}, webhook_secret="x")
+
+    assert from_file.allocators == {"bymodel": "tests.allocation.sample_allocators:by_model"}
+    assert (from_file.webhook_secret, from_file.webhook_retries) == ("from-file", 2)
+    assert from_file.exchange_log_size == 100
+    # Allocators merge: a flag adds one to (or replaces one by name in) the file's.
+    assert flagged.allocators == {**from_file.allocators, "other": "m:f"}
+    assert flagged.webhook_secret == "x"
+    assert Settings.load().webhook_retries == 0  # off by default, as DPS

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic
 
+from devprov.allocation.payload import check_payload_rules
 from devprov.domain import cas
 from devprov.domain.clock import new_etag
 from devprov.domain.enrollments import (
@@ -75,6 +76,15 @@ GROUP = EnrollmentKind(
 )
 
 
+def _prepared(
+    incoming: EnrollmentT, existing: EnrollmentT | None, path_id: str | None = None
+) -> EnrollmentT:
+    """The domain's rules for a write, and the payload schema and routes compile."""
+    record = prepare_for_write(incoming, existing, path_id)
+    check_payload_rules(record)
+    return record
+
+
 def _put(spec: EnrollmentKind[EnrollmentT], key: str, record: EnrollmentT) -> Put:
     columns = {"attestation": record.attestation.type}
     return Put(spec.kind, key, record.etag or "", record.to_wire(), columns)
@@ -129,7 +139,7 @@ class Admin:
         key = id_key(path_id)
         stored = await self.store.get(spec.kind, key)
         existing = spec.model.model_validate(stored.document) if stored else None
-        record = prepare_for_write(incoming, existing, path_id)
+        record = _prepared(incoming, existing, path_id)
         await self.store.replace(_put(spec, key, record), if_match)
         return record.to_wire()
 
@@ -197,7 +207,7 @@ class Admin:
             return
         if mode == "create":
             incoming = parse_model(spec.model, item, spec.noun)
-            record = prepare_for_write(incoming, None)
+            record = _prepared(incoming, None)
             await self.store.create(_put(spec, id_key(item_id), record))
             return
         if_match = item.get("etag") if mode == "updateIfMatchETag" else None

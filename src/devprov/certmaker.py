@@ -1,7 +1,9 @@
-"""Test certificates the way DPS users make them: root, intermediate, device, CA proofs."""
+"""Test certificates the way DPS users make them: root, intermediate, device, CA proofs; and a
+device's key and CSR, for a certificate devprov issues."""
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -124,3 +126,30 @@ def device(
 def verification(code: str, ca: Issued) -> Issued:
     """The proof of possession DPS asks for: CN = the verification code, signed by the CA."""
     return _build(code, ca, ca=False, days=1)
+
+
+@dataclass(frozen=True)
+class CertificateRequest:
+    """A device's new key and its CSR (base64 DER, CN = the registration id)."""
+
+    key: PrivateKey
+    csr: str
+
+    def save(self, directory: Path, name: str, chain: list[str]) -> tuple[Path, Path]:
+        """Write the issued chain (base64 DER, leaf first) as NAME-chain.pem, the key as
+        NAME-key.pem (0600)."""
+        certificates = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in chain]
+        issued = Issued(certificates[0], self.key, tuple(certificates[1:]))
+        _, chain_path, key_path = issued.save(directory, name)
+        return chain_path, key_path
+
+
+def certificate_request(registration_id: str) -> CertificateRequest:
+    key = ec.generate_private_key(ec.SECP256R1())
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, registration_id)]))
+        .sign(key, hashes.SHA256())
+    )
+    der = request.public_bytes(serialization.Encoding.DER)
+    return CertificateRequest(key, base64.b64encode(der).decode())

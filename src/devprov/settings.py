@@ -46,6 +46,27 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(
         10.0, gt=0, description="Seconds to wait for a custom allocation webhook."
     )
+    webhook_secret: str | None = Field(
+        None,
+        description="Signs every webhook request (X-Devprov-Signature) unless the"
+        " enrollment has its own customAllocationDefinition.webhookSecret.",
+    )
+    webhook_retries: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="Retries of a webhook call that could not connect or got"
+        " 502/503/504, within webhook_timeout (0: none, as DPS).",
+    )
+    allocators: dict[str, str] = Field(
+        default_factory=dict,
+        description="In-process allocators: NAME = package.module:function; an enrollment"
+        " selects one with customAllocationDefinition.webhookUrl allocator://NAME. Flags add"
+        " to (or replace by name) those of the file.",
+    )
+    exchange_log_size: int = Field(
+        100, ge=0, description="Allocation exchanges kept per enrollment (0: none recorded)."
+    )
     fast_path_seconds: float = Field(
         1.5, ge=0, description="How long a register waits for its result before answering 202."
     )

@@ -17,13 +17,17 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
 from devprov.admin import Admin
 from devprov.allocation.allocator import Allocators
 from devprov.allocation.builtin import built_in_allocators
-from devprov.allocation.webhook import WebhookAllocator, WebhookClient
+from devprov.allocation.custom import CustomAllocator
+from devprov.allocation.exchanges import ExchangeLog
+from devprov.allocation.functions import InProcessAllocators, parse_allocator_specs
+from devprov.allocation.webhook import WebhookClient
 from devprov.domain.models import LinkedHub
 from devprov.domain.records import Kind
 from devprov.hub import connector as builtin
@@ -32,11 +36,14 @@ from devprov.hub.presence import Presence
 from devprov.hub.service import HubService
 from devprov.hubs.factory import ConnectorFactory, Connectors
 from devprov.instance import Instance, ensure_instance
+from devprov.issuing_cas import IssuingCas
 from devprov.process import raise_file_limit, trim_forever
 from devprov.registration.allocate import AllocationStage
 from devprov.registration.attest import Attestation
+from devprov.registration.issue import Issuance
 from devprov.registration.observe import Observer, Observers
 from devprov.registration.place import Placement
+from devprov.registration.ports import CredentialIssuers
 from devprov.registration.provision import Provisioning
 from devprov.registration.service import RegistrationService, RegistrationSettings
 from devprov.server.app import build_app
@@ -60,6 +67,7 @@ from devprov.server.trust import ClientTrust
 from devprov.settings import Settings
 from devprov.store.database import Store
 from devprov.store.directory import CachedDirectory
+from devprov.store.exchanges import StoredExchanges
 from devprov.store.hub_messages import StoredMessageLog
 from devprov.store.registrations import StoredChallenges, StoredOperations, StoredRegistrations
 from devprov.store.schema import migrate
@@ -119,12 +127,16 @@ def registration_service(
     connectors: Connectors,
     webhooks: WebhookClient,
     *,
+    functions: InProcessAllocators | None = None,
+    exchanges: ExchangeLog | None = None,
+    issuers: CredentialIssuers | None = None,
     fast_path_seconds: float = 1.5,
     observers: Iterable[Observer] = (),
 ) -> RegistrationService:
     """The registration service and its stages over a store."""
     directory = CachedDirectory(store)
-    allocators = Allocators({**built_in_allocators(), "custom": WebhookAllocator(webhooks)})
+    custom = CustomAllocator(webhooks, functions, exchanges)
+    allocators = Allocators({**built_in_allocators(), "custom": custom})
     records = StoredRegistrations(store)
     observing = Observers(observers)
     return RegistrationService(
@@ -136,6 +148,7 @@ def registration_service(
         records,
         StoredOperations(store),
         observing,
+        Issuance(issuers),
     )
 
 
@@ -149,6 +162,7 @@ class Devprov:
     registrations: RegistrationService
     hubs: HubService
     stack: AsyncExitStack
+    data_dir: Path
 
     async def close(self) -> None:
         await self.stack.aclose()
@@ -161,8 +175,15 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
     async with AsyncExitStack() as stack:
         store = Store.connect(instance.database)
         stack.push_async_callback(store.close)
-        webhooks = WebhookClient(settings.webhook_timeout)
+        webhooks = WebhookClient(
+            settings.webhook_timeout,
+            secret=settings.webhook_secret,
+            retries=settings.webhook_retries,
+        )
         stack.push_async_callback(webhooks.close)
+        functions = InProcessAllocators(
+            parse_allocator_specs(settings.allocators), settings.webhook_timeout
+        )
         presence = Presence()
         factory = connector_factory(store, presence)
         if settings.default_hub:
@@ -174,6 +195,9 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             instance.id_scope,
             connectors,
             webhooks,
+            functions=functions,
+            exchanges=StoredExchanges(store, settings.exchange_log_size),
+            issuers=IssuingCas(store, settings.data_dir),
             fast_path_seconds=settings.fast_path_seconds,
             observers=observers,
         )
@@ -242,7 +266,9 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             instance.host_name,
             instance.mqtt_port,
         )
-        return Devprov(instance, tls, store, registrations, hubs, stack.pop_all())
+        return Devprov(
+            instance, tls, store, registrations, hubs, stack.pop_all(), settings.data_dir
+        )
     raise AssertionError("unreachable")  # pragma: no cover - the block returns or raises
 
 

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from devprov.allocation.policies import AllocationError
 from devprov.allocation.webhook import WebhookClient, allocation_request
+from devprov.client.webhooks import HEADER, signature_header, verify_signature
 from tests.conftest import Webhook
 
 HUBS = ["toasters.example", "Heatpumps.Example"]
@@ -214,3 +215,127 @@ async def test_one_client_serves_many_calls(client: WebhookClient, webhook: Webh
         "toaster-1",
         "toaster-2",
     ]
+
+
+# Signing -------------------------------------------------------------------------------------
+
+
+async def test_every_request_is_signed_over_the_exact_bytes_sent() -> None:
+    seen: list[tuple[bytes, str | None]] = []
+
+    async def verify(request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        seen.append((raw, request.headers.get(HEADER)))
+        if not verify_signature(raw, request.headers.get(HEADER), "s3cret"):
+            return web.Response(status=401)
+        return web.json_response({"iotHubHostName": json.loads(raw)["linkedHubs"][0]})
+
+    signed = WebhookClient(timeout_seconds=5, secret="s3cret")
+    try:
+        async with raw_webhook(verify) as url:
+            answer = await signed.allocate(url + "?code=abc", request_body())
+            overridden = await signed.exchange(url, request_body(), "another")
+    finally:
+        await signed.close()
+
+    assert answer.iot_hub_host_name == "toasters.example"
+    raw, header = seen[0]
+    assert header is not None and header.startswith("t=") and ",v1=" in header
+    assert json.loads(raw) == request_body()
+    # An enrollment's own secret replaces the server's: this webhook knows only the server's.
+    assert overridden.status == 401
+    assert overridden.error is not None and overridden.error.error_code == 400207
+
+
+def test_the_signature_rejects_other_bodies_other_secrets_and_stale_times() -> None:
+    body = b'{"linkedHubs":["a"]}'
+    header = signature_header("k", body, 1_000_000)
+    assert verify_signature(body, header, "k", now=1_000_100)
+    assert not verify_signature(body + b" ", header, "k", now=1_000_100)
+    assert not verify_signature(body, header, "other", now=1_000_100)
+    assert not verify_signature(body, header, "k", now=1_000_301)  # older than 300 s
+    assert verify_signature(body, header, "k", now=1_000_500, tolerance_seconds=600)
+    assert not verify_signature(body, None, "k")
+    assert not verify_signature(body, "v1=abc", "k")
+    rotated = f"{header},v1={'0' * 64}"
+    assert verify_signature(body, rotated, "k", now=1_000_000)
+
+
+async def test_unsigned_without_a_secret(client: WebhookClient) -> None:
+    headers: list[str | None] = []
+
+    async def look(request: web.Request) -> web.StreamResponse:
+        headers.append(request.headers.get(HEADER))
+        return web.json_response({"iotHubHostName": "toasters.example"})
+
+    async with raw_webhook(look) as url:
+        await client.allocate(url, request_body())
+    assert headers == [None]
+
+
+# Retries -------------------------------------------------------------------------------------
+
+
+def flaky(statuses: list[int]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A webhook that answers these statuses in turn, then 200."""
+    remaining = list(statuses)
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        if remaining:
+            return web.Response(status=remaining.pop(0))
+        return web.json_response({"iotHubHostName": "toasters.example"})
+
+    return answer
+
+
+async def test_no_retries_by_default_as_dps(client: WebhookClient) -> None:
+    async with raw_webhook(flaky([503])) as url:
+        exchanged = await client.exchange(url, request_body())
+    assert exchanged.error is not None and exchanged.error.error_code == 400207
+    assert [attempt.status for attempt in exchanged.attempts] == [503]
+
+
+async def test_502_503_504_are_retried_when_asked() -> None:
+    patient = WebhookClient(timeout_seconds=10, retries=3)
+    try:
+        async with raw_webhook(flaky([502, 503, 504])) as url:
+            exchanged = await patient.exchange(url, request_body())
+    finally:
+        await patient.close()
+    assert exchanged.error is None
+    assert [attempt.status for attempt in exchanged.attempts] == [502, 503, 504, 200]
+
+
+async def test_other_failures_are_not_retried() -> None:
+    patient = WebhookClient(timeout_seconds=10, retries=3)
+    try:
+        async with raw_webhook(flaky([500])) as url:
+            exchanged = await patient.exchange(url, request_body())
+    finally:
+        await patient.close()
+    assert exchanged.error is not None and exchanged.error.error_code == 400207
+    assert len(exchanged.attempts) == 1
+
+
+async def test_a_connect_failure_is_retried_then_reported() -> None:
+    patient = WebhookClient(timeout_seconds=10, retries=2)
+    try:
+        exchanged = await patient.exchange("http://127.0.0.1:9/allocate", request_body())
+    finally:
+        await patient.close()
+    assert exchanged.error is not None and exchanged.error.error_code == 400211
+    assert len(exchanged.attempts) == 3
+    assert all(attempt.status is None for attempt in exchanged.attempts)
+
+
+async def test_retries_stay_within_the_time_budget() -> None:
+    hasty = WebhookClient(timeout_seconds=0.05, retries=10)
+    try:
+        async with raw_webhook(flaky([503] * 20)) as url:
+            exchanged = await hasty.exchange(url, request_body())
+    finally:
+        await hasty.close()
+    assert exchanged.error is not None
+    assert sum(attempt.seconds for attempt in exchanged.attempts) < 5
+    assert len(exchanged.attempts) < 11

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography import x509
+
 from devprov.domain.cas import KnownCa
 from devprov.domain.ids import id_key
 from devprov.domain.models import EnrollmentGroup, IndividualEnrollment, LinkedHub
@@ -20,6 +22,7 @@ class MemoryDirectory:
     group_list: list[EnrollmentGroup] = field(default_factory=list)
     hubs: list[LinkedHub] = field(default_factory=list)
     cas: dict[str, KnownCa] = field(default_factory=dict)
+    issuing: dict[str, tuple[x509.Certificate, ...]] = field(default_factory=dict)
     refreshed: list[Revisions | None] = field(default_factory=list)
 
     async def refresh(self, revisions: Revisions | None = None) -> None:
@@ -36,6 +39,9 @@ class MemoryDirectory:
 
     async def known_cas(self) -> dict[str, KnownCa]:
         return self.cas
+
+    async def credential_cas(self) -> dict[str, tuple[x509.Certificate, ...]]:
+        return self.issuing
 
 
 @dataclass

@@ -147,3 +147,16 @@ async def test_an_observer_that_raises_does_not_fail_the_registration() -> None:
 
     service.service.observers.add(broken)
     assert (await service.register()).body["status"] == "assigned"
+
+
+async def test_a_body_the_enrollment_refuses_is_refused_before_anything_is_recorded() -> None:
+    service = Service(payloadSchema={"type": "object", "required": ["modelId"]})
+
+    with pytest.raises(DpsError) as refused:
+        await service.register()  # sends {"p": 1}
+
+    assert refused.value.error_code == 400011
+    assert await service.records.read("dev-1") is None
+    assert service.hub.devices == {}
+    assert [event.kind for event in service.events] == ["attested", "refused"]
+    assert service.events[-1].error is refused.value

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from devprov.allocation.payload import matching_route, route_answer
 from devprov.domain.models import EnrollmentGroup, IndividualEnrollment, LinkedHub
 from devprov.domain.reprovisioning import Place
 
@@ -43,7 +44,8 @@ class Allocator(Protocol):
 
 
 class Allocators:
-    """The allocator of each allocation policy (`hashed`, `geoLatency`, `static`, `custom`...)."""
+    """The allocator of each allocation policy (`hashed`, `geoLatency`, `static`, `custom`...),
+    after the enrollment's payload routes: the first route the payload matches answers instead."""
 
     def __init__(self, by_policy: Mapping[str, Allocator]) -> None:
         self._by_policy = dict(by_policy)
@@ -59,6 +61,22 @@ class Allocators:
         return policy
 
     async def allocate(self, request: AllocationRequest) -> Allocation:
+        routes = request.enrollment.payload_routes
+        route = matching_route(routes, request.payload) if routes else None
+        if route is not None:
+            hub, twin, payload = route_answer(route, request.registration_id, request.payload)
+            if hub is not None:
+                return Allocation(hub, twin, payload)
+            # A route without a hub adds its twin and payload to the policy's choice.
+            chosen = await self._policy_allocate(request)
+            return Allocation(
+                chosen.hub,
+                twin if twin is not None else chosen.initial_twin,
+                payload if route.payload is not None else chosen.payload,
+            )
+        return await self._policy_allocate(request)
+
+    async def _policy_allocate(self, request: AllocationRequest) -> Allocation:
         allocator = self._by_policy.get(self.policy_of(request.enrollment))
         if allocator is None:
             allocator = self._by_policy[DEFAULT_POLICY]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from devprov.allocation.allocator import Allocation, AllocationRequest
+from devprov.allocation.allocator import AllocationRequest
 from devprov.allocation.policies import AllocationError
+from devprov.allocation.signature import HEADER, signature_header
 from devprov.bounded_read import read_limited
 from devprov.domain.enrollments import public_view
 from devprov.domain.errors import (
@@ -50,11 +53,49 @@ def allocation_request(
     }
 
 
-class WebhookClient:
-    """Posts allocation requests over one pooled aiohttp session, with a timeout per call."""
+@dataclass(frozen=True)
+class Attempt:
+    """One HTTP attempt of an exchange: the status it got, or why it got none."""
 
-    def __init__(self, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    status: int | None
+    error: str | None
+    seconds: float
+
+
+@dataclass
+class Exchanged:
+    """What one call to a webhook produced, success or not, for the caller and the log."""
+
+    status: int | None = None
+    raw: bytes | None = None
+    answer: WebhookAnswer | None = None
+    error: AllocationError | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+RETRIED_STATUSES = frozenset({502, 503, 504})
+BACKOFF_BASE_SECONDS = 0.1
+BACKOFF_CAP_SECONDS = 2.0
+
+
+class WebhookClient:
+    """Posts allocation requests over one pooled aiohttp session.
+
+    The body is serialized once and those exact bytes are sent (and signed, with `secret`
+    server-wide or a secret per call). With `retries`, a request that could not connect or was
+    answered 502/503/504 is tried again after a jittered back-off, as long as the whole
+    exchange stays within `timeout_seconds`; by default there are none, as in DPS."""
+
+    def __init__(
+        self,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        *,
+        secret: str | None = None,
+        retries: int = 0,
+    ) -> None:
         self.timeout_seconds = timeout_seconds
+        self.secret = secret
+        self.retries = retries
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -69,37 +110,99 @@ class WebhookClient:
         if self._session is not None:
             await self._session.close()
 
-    async def allocate(self, url: str, body: dict[str, Any]) -> WebhookAnswer:
-        status, raw = await self._post(url, body)
-        if not 200 <= status < 300:
-            raise AllocationError(
+    async def allocate(
+        self, url: str, body: dict[str, Any], secret: str | None = None
+    ) -> WebhookAnswer:
+        exchanged = await self.exchange(url, body, secret)
+        if exchanged.error is not None:
+            raise exchanged.error
+        assert exchanged.answer is not None
+        return exchanged.answer
+
+    async def exchange(
+        self, url: str, body: dict[str, Any], secret: str | None = None
+    ) -> Exchanged:
+        """Post `body`; never raises for the webhook's failures, which are in `error`."""
+        raw_body = json.dumps(body).encode()
+        result = Exchanged()
+        try:
+            result.status, result.raw = await self._post(url, raw_body, secret, result.attempts)
+        except AllocationError as error:
+            result.error = error
+            return result
+        if not 200 <= result.status < 300:
+            result.error = AllocationError(
                 400,
                 CUSTOM_ALLOCATION_FAILED,
-                f"Custom allocation failed with status code: {status}",
+                f"Custom allocation failed with status code: {result.status}",
             )
-        return parse_answer(raw, body["linkedHubs"])
-
-    async def _post(self, url: str, body: dict[str, Any]) -> tuple[int, bytes]:
+            return result
         try:
-            timeout = aiohttp.ClientTimeout(total=self.timeout_seconds)
-            async with self._client().post(url, json=body, timeout=timeout) as response:
-                return response.status, await read_limited(response.content, MAX_RESPONSE_BYTES)
-        except TimeoutError:
-            raise AllocationError(
-                400,
-                WEBHOOK_TIMEOUT,
-                f"Custom allocation webhook did not answer within {self.timeout_seconds:g} s.",
-            ) from None
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            raise AllocationError(
-                400,
-                WEBHOOK_UNREACHABLE,
-                f"Custom allocation webhook could not be reached: {exc or type(exc).__name__}.",
-            ) from None
+            result.answer = parse_answer(result.raw, body["linkedHubs"])
+        except AllocationError as error:
+            result.error = error
+        return result
+
+    async def _post(
+        self, url: str, raw_body: bytes, secret: str | None, attempts: list[Attempt]
+    ) -> tuple[int, bytes]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_seconds
+        signing = secret or self.secret
+        for attempt in range(self.retries + 1):
+            headers = {"Content-Type": "application/json"}
+            if signing:
+                headers[HEADER] = signature_header(signing, raw_body)
+            started = loop.time()
+            status: int | None = None
+            try:
+                timeout = aiohttp.ClientTimeout(total=max(0.001, deadline - started))
+                async with self._client().post(
+                    url, data=raw_body, headers=headers, timeout=timeout
+                ) as response:
+                    status = response.status
+                    raw = await read_limited(response.content, MAX_RESPONSE_BYTES)
+            except TimeoutError:
+                attempts.append(Attempt(status, "timeout", loop.time() - started))
+                raise AllocationError(
+                    400,
+                    WEBHOOK_TIMEOUT,
+                    f"Custom allocation webhook did not answer within {self.timeout_seconds:g} s.",
+                ) from None
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                reason = str(exc) or type(exc).__name__
+                attempts.append(Attempt(None, reason, loop.time() - started))
+                # Only a request that never reached the webhook is sure not to have acted.
+                connect_failed = isinstance(exc, aiohttp.ClientConnectorError)
+                if not connect_failed or not await _backoff(attempt, self.retries, deadline):
+                    raise AllocationError(
+                        400,
+                        WEBHOOK_UNREACHABLE,
+                        f"Custom allocation webhook could not be reached: {reason}.",
+                    ) from None
+                continue
+            attempts.append(Attempt(status, None, loop.time() - started))
+            if status in RETRIED_STATUSES and await _backoff(attempt, self.retries, deadline):
+                continue
+            return status, raw
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
-def parse_answer(raw: bytes, linked_hubs: list[str]) -> WebhookAnswer:
+async def _backoff(attempt: int, retries: int, deadline: float) -> bool:
+    """Wait before the next try ("full jitter"); False when none is left or time would run out."""
+    if attempt >= retries:
+        return False
+    delay = random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+    loop = asyncio.get_running_loop()
+    if loop.time() + delay >= deadline:
+        return False
+    await asyncio.sleep(delay)
+    return True
+
+
+def parse_answer(raw: bytes | None, linked_hubs: list[str]) -> WebhookAnswer:
     """Check the webhook's AllocationResponse; each kind of mistake gets its own errorCode."""
+    raw = raw or b""
     if len(raw) > MAX_RESPONSE_BYTES:
         raise AllocationError(
             400, WEBHOOK_BAD_RESPONSE, "Custom allocation webhook answered with more than 1 MB."
@@ -113,6 +216,11 @@ def parse_answer(raw: bytes, linked_hubs: list[str]) -> WebhookAnswer:
             "Custom allocation webhook answered with a body that is not JSON: "
             + raw[:80].decode("utf-8", "replace"),
         ) from None
+    return check_answer(answer, linked_hubs)
+
+
+def check_answer(answer: Any, linked_hubs: list[str]) -> WebhookAnswer:
+    """Check an AllocationResponse already parsed (an in-process allocator's answer)."""
     if not isinstance(answer, dict):
         raise AllocationError(
             400, WEBHOOK_BAD_RESPONSE, "Custom allocation webhook answer is not a JSON object."
@@ -136,19 +244,6 @@ def parse_answer(raw: bytes, linked_hubs: list[str]) -> WebhookAnswer:
             400, WEBHOOK_BAD_RESPONSE, "Custom allocation webhook initialTwin is not a JSON object."
         )
     return WebhookAnswer(chosen, twin, answer.get("payload"))
-
-
-class WebhookAllocator:
-    """The `custom` policy: asks the enrollment's webhook, as DPS does."""
-
-    def __init__(self, client: WebhookClient) -> None:
-        self.client = client
-
-    async def allocate(self, request: AllocationRequest) -> Allocation:
-        definition = request.enrollment.custom_allocation_definition
-        assert definition is not None  # Allocators sends no enrollment without one here
-        answer = await self.client.allocate(definition.webhook_url, webhook_body(request))
-        return Allocation(answer.iot_hub_host_name, answer.initial_twin, answer.payload)
 
 
 def webhook_body(request: AllocationRequest) -> dict[str, Any]:

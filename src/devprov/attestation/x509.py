@@ -33,7 +33,7 @@ from devprov.domain.certificates import (
 )
 from devprov.domain.clock import format_timestamp, utc_now
 from devprov.domain.errors import INVALID_CERTIFICATE, DpsError, unauthorized
-from devprov.domain.models import EnrollmentGroup, IndividualEnrollment
+from devprov.domain.models import EnrollmentFields, EnrollmentGroup, IndividualEnrollment
 
 # Device certificates made by DPS users' scripts rarely follow the web PKI profile, so only what
 # chain building needs is required: CAs must assert basicConstraints; anything else may appear.
@@ -90,14 +90,28 @@ def _check_dates(chain: Sequence[x509.Certificate], now: datetime | None) -> Non
             )
 
 
+IssuingCas = Mapping[str, Sequence[x509.Certificate]]
+"""Each credential policy's issuing CAs, by lower-case policy name."""
+
+
+def policy_cas(enrollment: EnrollmentFields, issuers: IssuingCas) -> Sequence[x509.Certificate]:
+    """The CAs of the enrollment's credential policy: certificates they issued to its devices
+    are accepted whatever the enrollment's own attestation is."""
+    name = enrollment.credential_policy_name
+    return issuers.get(name.lower(), ()) if name else ()
+
+
 def group_anchors(
-    group: EnrollmentGroup, cas: Mapping[str, KnownCa]
+    group: EnrollmentGroup, cas: Mapping[str, KnownCa], issuers: IssuingCas | None = None
 ) -> list[tuple[x509.Certificate, KnownCa | None]]:
-    """The certificates a group trusts: its signing certificates, and the CAs it refers to."""
+    """The certificates a group trusts: its signing certificates, the CAs it refers to, and
+    its credential policy's issuing CAs."""
+    anchors: list[tuple[x509.Certificate, KnownCa | None]] = [
+        (ca, None) for ca in policy_cas(group, issuers or {})
+    ]
     x509_attestation = group.attestation.x509
     if group.attestation.type != "x509" or x509_attestation is None:
-        return []
-    anchors: list[tuple[x509.Certificate, KnownCa | None]] = []
+        return anchors
     for entry in (x509_attestation.signing_certificates or {}).values():
         if isinstance(entry, dict) and entry.get("certificate"):
             anchors.append((load_certificate(entry["certificate"]), None))
@@ -126,12 +140,14 @@ def attest_x509(
     groups: Sequence[EnrollmentGroup],
     cas: Mapping[str, KnownCa],
     now: datetime | None = None,
+    issuers: IssuingCas | None = None,
 ) -> Attested:
     """Match the presented chain (leaf first) to the device's enrollment.
 
-    An individual enrollment, when there is one, decides alone and must hold the very leaf the
-    device presented. Otherwise the chain is walked from the leaf up and the first group whose
-    signing certificate or verified CA appears in it wins (as DPS does).
+    An individual enrollment, when there is one, decides alone: it must hold the very leaf the
+    device presented, or name the credential policy whose CA issued it. Otherwise the chain
+    is walked from the leaf up and the first group whose signing certificate, verified CA or
+    credential policy CA appears in it wins (as DPS does).
     """
     if not chain:
         raise unauthorized("No client certificate was presented.")
@@ -145,6 +161,10 @@ def attest_x509(
             f" {registration_id!r}.",
         )
     if individual is not None:
+        for issuer in policy_cas(individual, issuers or {}):
+            if issuer.subject == leaf.issuer:
+                validate_chain(leaf, intermediates, issuer, now)
+                return require_enabled(_attested(registration_id, individual, leaf, issuer))
         enrolled = enrolled_client_certificates(individual)
         if individual.attestation.type != "x509" or not enrolled:
             raise unauthorized(
@@ -162,7 +182,7 @@ def attest_x509(
         return require_enabled(_attested(registration_id, individual, leaf, None))
     for position in range(len(chain) + 1):
         for group in groups:
-            for anchor, ca in group_anchors(group, cas):
+            for anchor, ca in group_anchors(group, cas, issuers):
                 if not _anchors_at(chain, position, anchor):
                     continue
                 if ca is not None and not ca.verified:

@@ -20,6 +20,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devprov.bench.allocation import (
+    ALLOCATOR_NAME,
+    ALLOCATOR_SPEC,
+    group_fields,
+    route_microseconds,
+)
 from devprov.bench.fleet import Fleet
 from devprov.bench.hub import HubResult, run_hub_fleet
 from devprov.bench.idle import IdleResult, hold_idle
@@ -44,6 +50,7 @@ class BenchConfig:
     data_dir: Path | None = None
     webhook: bool = False
     baseline: bool = True
+    allocations: list[str] = field(default_factory=lambda: ["hashed"])
     seed_registrations: int = 0
     seed_enrollments: int = 0
 
@@ -62,6 +69,10 @@ class ScenarioResult:
     baseline_per_second: float | None = None
     ratio_to_baseline: float | None = None
     baseline_errors: dict[str, int] = field(default_factory=dict)
+    allocation: str = "hashed"
+    cpu_vs_hashed: float | None = None  # server CPU per registration / the hashed run's
+    route_us: float | None = None  # a route's own cost, measured in the generator's process
+    route_share: float | None = None  # route_us / the hashed run's server CPU per registration
 
 
 def free_port() -> int:
@@ -167,6 +178,8 @@ def devprov_server(config: BenchConfig) -> Iterator[tuple[dict[str, Any], int | 
         ]  # fmt: skip
         if config.database:
             arguments += ["--db", config.database]
+        if "allocator" in config.allocations:
+            arguments += ["--allocator", f"{ALLOCATOR_NAME}={ALLOCATOR_SPEC}"]
         with _process(arguments, https_port) as process:
             info = subprocess.run(
                 [python, "-m", "devprov.cli", "info", "--data-dir", str(data_dir), "--json"],
@@ -177,18 +190,16 @@ def devprov_server(config: BenchConfig) -> Iterator[tuple[dict[str, Any], int | 
             yield details, process.pid
 
 
-async def _prepare_fleet(info: dict[str, Any], webhook_url: str | None) -> Fleet:
+async def _prepare_fleet(
+    info: dict[str, Any], webhook_url: str | None, allocation: str = "hashed"
+) -> Fleet:
+    """Two linked hubs and an enrollment group that allocates as `allocation` says."""
     service = ServiceClient(info["serviceConnectionString"], ca_file=info["caCertificatePath"])
     await service.link_hub("bench-hub-1.example")
     await service.link_hub("bench-hub-2.example", allocationWeight=2)
     group_id = f"bench-{secrets.token_hex(4)}"
     group: dict[str, Any] = {"enrollmentGroupId": group_id, "attestation": {"type": "symmetricKey"}}
-    if webhook_url:
-        group["allocationPolicy"] = "custom"
-        group["customAllocationDefinition"] = {
-            "webhookUrl": webhook_url,
-            "apiVersion": "2021-10-01",
-        }
+    group.update(group_fields("webhook" if webhook_url else allocation, webhook_url))
     created = await service.put_group(group)
     return Fleet(info["idScope"], created["attestation"]["symmetricKey"]["primaryKey"], group_id)
 
@@ -196,38 +207,69 @@ async def _prepare_fleet(info: dict[str, Any], webhook_url: str | None) -> Fleet
 def run_benchmark(
     config: BenchConfig, progress: Callable[[str, int], Callable[[int], None]]
 ) -> list[ScenarioResult]:
-    """Every scenario against devprov, then (optionally) against the baseline."""
+    """Every scenario against devprov, once per allocation (same server, one after the other),
+    then (optionally) against the baseline."""
     results: list[ScenarioResult] = []
+    allocations = list(config.allocations)
+    if config.webhook and "webhook" not in allocations:
+        allocations = ["webhook"] if allocations == ["hashed"] else [*allocations, "webhook"]
     with devprov_server(config) as (info, pid):
         webhook_port = free_port()
         webhook = (
             _process([sys.executable, "-m", "devprov.bench.webhook", "--port", str(webhook_port)],
                      webhook_port)
-            if config.webhook else None
+            if "webhook" in allocations else None
         )  # fmt: skip
         with webhook or _nothing():
-            url = f"http://127.0.0.1:{webhook_port}/allocate" if webhook else None
-            fleet = asyncio.run(_prepare_fleet(info, url))
+            url = f"http://127.0.0.1:{webhook_port}/allocate"
+            fleets = {
+                allocation: asyncio.run(
+                    _prepare_fleet(info, url if allocation == "webhook" else None, allocation)
+                )
+                for allocation in allocations
+            }
             context = client_context(info["caCertificatePath"])
             target = Target("127.0.0.1", info["httpsPort"], info["mqttPort"], context)
             for scenario in config.scenarios:
-                pids = process_tree(pid) if pid else []
-                before = cpu_seconds(pids)
-                devices = range(config.devices)
-                scenario_fleet = Fleet(
-                    fleet.id_scope, fleet.group_key, f"{fleet.prefix}-{scenario}"
-                )
-                samples = asyncio.run(
-                    run_scenario(
-                        scenario, target, scenario_fleet, devices, concurrency=config.concurrency,
-                        rate=config.rate, progress=progress(scenario, config.devices),
+                for allocation, fleet in fleets.items():
+                    name = scenario if len(fleets) == 1 else f"{scenario} [{allocation}]"
+                    pids = process_tree(pid) if pid else []
+                    before = cpu_seconds(pids)
+                    scenario_fleet = Fleet(
+                        fleet.id_scope, fleet.group_key, f"{fleet.prefix}-{scenario}"
                     )
-                )  # fmt: skip
-                cpu = cpu_seconds(pids) - before if pids else None
-                results.append(_result(scenario, samples, cpu, rss_mb(pids) if pids else None))
+                    samples = asyncio.run(
+                        run_scenario(
+                            scenario, target, scenario_fleet, range(config.devices),
+                            concurrency=config.concurrency, rate=config.rate,
+                            progress=progress(name, config.devices),
+                        )
+                    )  # fmt: skip
+                    cpu = cpu_seconds(pids) - before if pids else None
+                    result = _result(scenario, samples, cpu, rss_mb(pids) if pids else None)
+                    result.allocation = allocation
+                    results.append(result)
         if config.baseline and "tls" in info:
-            _run_baseline(config, info, fleet, results, progress)
+            _run_baseline(config, info, next(iter(fleets.values())), results, progress)
+    compare_allocations(results)
     return results
+
+
+def compare_allocations(results: list[ScenarioResult]) -> None:
+    """Each allocation's server CPU per registration against hashed in the same scenario, and
+    what one payload route costs as a share of a hashed registration."""
+    hashed = {r.scenario: r for r in results if r.allocation == "hashed"}
+    route_us = route_microseconds() if any(r.allocation == "route" for r in results) else None
+    for result in results:
+        base = hashed.get(result.scenario)
+        base_cpu = base.server_cpu_ms_per_registration if base else None
+        cpu = result.server_cpu_ms_per_registration
+        if base_cpu and cpu and result.allocation != "hashed":
+            result.cpu_vs_hashed = cpu / base_cpu
+        if result.allocation == "route" and route_us is not None:
+            result.route_us = route_us
+            if base_cpu:
+                result.route_share = route_us / (base_cpu * 1000)
 
 
 @contextmanager
@@ -253,17 +295,20 @@ def _run_baseline(
         target = Target(
             "127.0.0.1", https_port, mqtt_port, client_context(info["caCertificatePath"])
         )
-        for result in results:
+        for scenario in dict.fromkeys(result.scenario for result in results):
             samples = asyncio.run(
                 run_scenario(
-                    result.scenario, target, fleet, range(config.devices),
+                    scenario, target, fleet, range(config.devices),
                     concurrency=config.concurrency, rate=config.rate,
-                    progress=progress(f"baseline {result.scenario}", config.devices),
+                    progress=progress(f"baseline {scenario}", config.devices),
                 )
             )  # fmt: skip
-            result.baseline_per_second = samples.completed / samples.elapsed
-            result.ratio_to_baseline = result.per_second / result.baseline_per_second
-            result.baseline_errors = dict(samples.errors)
+            for result in results:
+                if result.scenario != scenario:
+                    continue
+                result.baseline_per_second = samples.completed / samples.elapsed
+                result.ratio_to_baseline = result.per_second / result.baseline_per_second
+                result.baseline_errors = dict(samples.errors)
 
 
 def _result(

@@ -1,3 +1,5 @@
-"""The benchmark's scenario names, apart so the CLI names them without loading the generator."""
+"""The benchmark's scenario and allocation names, apart so the CLI names them without loading
+the generator."""
 
 SCENARIOS = ("https-keepalive", "https-new-tls", "mqtt-new-connection")
+ALLOCATIONS = ("hashed", "route", "allocator", "webhook")

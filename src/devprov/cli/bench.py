@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from devprov.bench.scenarios import SCENARIOS
+from devprov.bench.scenarios import ALLOCATIONS, SCENARIOS
 from devprov.cli.common import DataDir, JsonFlag, console, err_console, instance_of
 from devprov.settings import DEFAULT_DATA_DIR
 
@@ -38,7 +38,16 @@ def bench(
     data_dir: Annotated[
         Path | None, typer.Option(help="Use the devprov of this data dir instead of starting one.")
     ] = None,
-    webhook: Annotated[bool, typer.Option(help="Allocate through a custom webhook.")] = False,
+    webhook: Annotated[
+        bool, typer.Option(help="Allocate through a custom webhook (--allocation webhook).")
+    ] = False,
+    allocation: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="How devices are allocated; repeat to compare in one run: "
+            + ", ".join(ALLOCATIONS)
+        ),
+    ] = None,
     baseline: Annotated[bool, typer.Option(help="Also measure the bare-TLS baseline.")] = True,
     seed_registrations: Annotated[
         int, typer.Option(help="Registration records put in the store first (bulk).")
@@ -54,6 +63,9 @@ def bench(
     unknown = set(scenario or []) - set(SCENARIOS)
     if unknown:
         raise typer.BadParameter(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")
+    strange = set(allocation or []) - set(ALLOCATIONS)
+    if strange:
+        raise typer.BadParameter(f"unknown allocations {sorted(strange)}; choose {ALLOCATIONS}")
     config = BenchConfig(
         scenarios=list(scenario or SCENARIOS),
         devices=devices,
@@ -63,6 +75,7 @@ def bench(
         database=db,
         data_dir=data_dir,
         webhook=webhook,
+        allocations=list(dict.fromkeys(allocation or ["hashed"])),
         baseline=baseline,
         seed_registrations=seed_registrations,
         seed_enrollments=seed_enrollments,
@@ -83,26 +96,35 @@ def bench(
         results = run_benchmark(config, tracker)
     if as_json_output:
         print(as_json(results))
-    else:
-        console.print(_table(results))
+        return
+    console.print(_table(results))
+    for result in results:
+        if result.route_us is not None:
+            share = "-" if result.route_share is None else f"{result.route_share:.1%}"
+            console.print(
+                f"{result.scenario}: a payload route costs {result.route_us:.1f} µs of CPU,"
+                f" {share} of a hashed registration's server CPU"
+            )
 
 
 def _table(results: list[ScenarioResult]) -> Table:
     table = Table(title="devprov bench")
     for column in (
-        "scenario", "registrations/s", "p50 ms", "p95 ms", "p99 ms", "errors",
-        "server CPU ms/reg", "server RSS MB", "baseline/s", "ratio",
+        "scenario", "allocation", "registrations/s", "p50 ms", "p95 ms", "p99 ms", "errors",
+        "server CPU ms/reg", "vs hashed", "server RSS MB", "baseline/s", "ratio",
     ):  # fmt: skip
         table.add_column(column, justify="left" if column == "scenario" else "right")
     for result in results:
         table.add_row(
             result.scenario,
+            result.allocation,
             f"{result.per_second:.0f}",
             f"{result.p50_ms:.1f}",
             f"{result.p95_ms:.1f}",
             f"{result.p99_ms:.1f}",
             str(sum(result.errors.values())),
             _maybe(result.server_cpu_ms_per_registration, "{:.2f}"),
+            _maybe(result.cpu_vs_hashed, "{:.2f}"),
             _maybe(result.server_rss_mb, "{:.0f}"),
             _maybe(result.baseline_per_second, "{:.0f}"),
             _maybe(result.ratio_to_baseline, "{:.2f}"),

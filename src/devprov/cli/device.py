@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from devprov import certmaker
 from devprov.cli.common import DataDir, err_console, print_json
 from devprov.client.device import DeviceClient, RegistrationFailed
 from devprov.instance import load_instance
@@ -40,6 +41,14 @@ def device_register(
     ca: Annotated[
         Path | None, typer.Option(help="CA certificate to trust (default: from the data dir).")
     ] = None,
+    new_certificate: Annotated[
+        Path | None,
+        typer.Option(
+            help="Make a P-256 key and a CSR, and write the certificate issued for it to"
+            " DIR/ID-chain.pem and its key to DIR/ID-key.pem (the enrollment needs a"
+            " credentialPolicyName)."
+        ),
+    ] = None,
 ) -> None:
     """Register a device over HTTPS and print its registration result."""
     instance = load_instance(data_dir)
@@ -55,12 +64,26 @@ def device_register(
         parsed = json.loads(payload) if payload else None
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"--payload is not JSON: {exc}") from None
+    request = certmaker.certificate_request(registration_id) if new_certificate else None
     try:
         state = asyncio.run(
-            client.register(registration_id, symmetric_key=key, group_key=group_key, payload=parsed)
+            client.register(
+                registration_id,
+                symmetric_key=key,
+                group_key=group_key,
+                payload=parsed,
+                csr=request.csr if request else None,
+            )
         )
     except RegistrationFailed as failure:
         err_console.print(f"[red]registration failed[/red] (HTTP {failure.status})")
         print_json(failure.body)
         raise typer.Exit(1) from None
+    if request is not None and new_certificate is not None:
+        chain = state.get("issuedCertificateChain") or []
+        if not chain:
+            err_console.print("[red]error[/red]: no certificate was issued")
+            raise typer.Exit(1)
+        chain_file, key_file = request.save(new_certificate, registration_id, chain)
+        err_console.print(f"wrote {chain_file} and {key_file}")
     print_json(state)

@@ -34,6 +34,10 @@ Webhook = Annotated[
 ]
 WebhookApi = Annotated[str, typer.Option(help="customAllocationDefinition.apiVersion.")]
 Disabled = Annotated[bool, typer.Option("--disabled", help="Create it disabled.")]
+CredentialPolicy = Annotated[
+    str | None,
+    typer.Option(help="credentialPolicyName: issue certificates from CSRs with this policy."),
+]
 
 
 def _symmetric_key(key: str | None, secondary_key: str | None) -> dict[str, Any]:
@@ -106,6 +110,7 @@ def enrollment_create(
     webhook: Webhook = None,
     webhook_api_version: WebhookApi = "2021-10-01",
     disabled: Disabled = False,
+    credential_policy: CredentialPolicy = None,
 ) -> None:
     """Create or replace an individual enrollment (symmetric key unless --cert or --tpm-ek)."""
     if cert and tpm_ek:
@@ -124,6 +129,8 @@ def enrollment_create(
     body = {"registrationId": registration_id, "attestation": attestation}
     if device_id:
         body["deviceId"] = device_id
+    if credential_policy:
+        body["credentialPolicyName"] = credential_policy
     allocation_fields = _allocation(allocation, hub, webhook, webhook_api_version)
     _create(data_dir, INDIVIDUAL, registration_id, body, allocation_fields, disabled)
 
@@ -145,6 +152,7 @@ def group_create(
     webhook: Webhook = None,
     webhook_api_version: WebhookApi = "2021-10-01",
     disabled: Disabled = False,
+    credential_policy: CredentialPolicy = None,
 ) -> None:
     """Create or replace an enrollment group (symmetric key unless --ca or --signing-cert)."""
     if ca and signing_cert:
@@ -156,7 +164,9 @@ def group_create(
         if signing_cert
         else _symmetric_key(key, secondary_key)
     )
-    body = {"enrollmentGroupId": group_id, "attestation": attestation}
+    body: dict[str, Any] = {"enrollmentGroupId": group_id, "attestation": attestation}
+    if credential_policy:
+        body["credentialPolicyName"] = credential_policy
     allocation_fields = _allocation(allocation, hub, webhook, webhook_api_version)
     _create(data_dir, GROUP, group_id, body, allocation_fields, disabled)
 

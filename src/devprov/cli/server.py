@@ -69,6 +69,27 @@ def serve(
     webhook_timeout: Annotated[
         float | None, typer.Option(help="Seconds to wait for a custom allocation webhook (10).")
     ] = None,
+    webhook_secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DEVPROV_WEBHOOK_SECRET",
+            help="Sign every webhook request: X-Devprov-Signature: t=UNIX_SECONDS,v1=HMAC.",
+        ),
+    ] = None,
+    webhook_retries: Annotated[
+        int | None,
+        typer.Option(help="Retry webhook calls that fail to connect or get 502/503/504 (0)."),
+    ] = None,
+    allocator: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="In-process allocator NAME=package.module:function (repeatable); enrollments"
+            " select it with webhookUrl allocator://NAME."
+        ),
+    ] = None,
+    exchange_log_size: Annotated[
+        int | None, typer.Option(help="Allocation exchanges kept per enrollment (100).")
+    ] = None,
     max_message_bytes: Annotated[
         int | None, typer.Option(help="Largest device message accepted, payload included.")
     ] = None,
@@ -82,6 +103,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run devprov: the device APIs (HTTPS, MQTT, MQTT over WebSocket) and the service API."""
+    from devprov.allocation.functions import parse_allocator_specs
     from devprov.wiring import configure_logging, prepare, run
 
     settings = _settings(
@@ -95,6 +117,10 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         webhook_timeout=webhook_timeout,
+        webhook_secret=webhook_secret,
+        webhook_retries=webhook_retries,
+        allocators=_allocator_flags(allocator),
+        exchange_log_size=exchange_log_size,
         max_message_bytes=max_message_bytes,
         workers=workers,
         log_level=log_level,
@@ -102,6 +128,10 @@ def serve(
     )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
+    try:
+        parse_allocator_specs(settings.allocators)  # a typo is told now, not at a registration
+    except ValueError as error:
+        raise fail(f"{error} (give --allocator NAME=package.module:function)") from None
     configure_logging(settings.log_level)
     instance, tls = prepare(settings)
     err_console.print(
@@ -110,6 +140,19 @@ def serve(
         f" mqtts://{instance.host_name}:{instance.mqtt_port} (CA: {tls.ca_cert})"
     )
     run(settings)
+
+
+def _allocator_flags(flags: list[str] | None) -> dict[str, str] | None:
+    """`--allocator NAME=package.module:function`, repeated, as the settings' mapping."""
+    if not flags:
+        return None
+    allocators = {}
+    for flag in flags:
+        name, equals, spec = flag.partition("=")
+        if not equals or not name.strip() or not spec.strip():
+            raise fail(f"--allocator {flag!r}: write NAME=package.module:function")
+        allocators[name.strip()] = spec.strip()
+    return allocators
 
 
 def init(

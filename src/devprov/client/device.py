@@ -14,6 +14,7 @@ from devprov.attestation.sas import build_sas
 from devprov.domain.keys import derive_device_key
 
 API_VERSION = "2021-06-01"
+CSR_API_VERSION = "2025-07-01-preview"  # the first that defines `csr` and the issued chain
 
 
 class RegistrationFailed(Exception):
@@ -43,10 +44,13 @@ class DeviceClient:
         symmetric_key: str | None = None,
         group_key: str | None = None,
         payload: Any = None,
+        csr: str | None = None,
     ) -> dict[str, Any]:
         """Register and wait for the result; returns `registrationState` once `assigned`.
 
-        Pass the device's own key, or the enrollment group's key to derive it."""
+        Pass the device's own key, or the enrollment group's key to derive it. With `csr`
+        (base64 DER PKCS#10, CN = the registration id), an enrollment that names a credential
+        policy answers `issuedCertificateChain` (base64 DER, leaf first)."""
         key = symmetric_key or (
             derive_device_key(group_key, registration_id) if group_key else None
         )
@@ -62,8 +66,12 @@ class DeviceClient:
         body: dict[str, Any] = {"registrationId": registration_id}
         if payload is not None:
             body["payload"] = payload
+        api_version = API_VERSION
+        if csr is not None:
+            body["csr"] = csr
+            api_version = CSR_API_VERSION
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl())) as http:
-            url = f"{base}/register?api-version={API_VERSION}"
+            url = f"{base}/register?api-version={api_version}"
             async with http.put(url, json=body, headers=headers) as response:
                 status, answer, retry = response.status, await _json(response), _retry(response)
             for _ in range(self.poll_limit):
@@ -74,7 +82,7 @@ class DeviceClient:
                 ):
                     await asyncio.sleep(retry)
                     operation = quote(answer["operationId"])
-                    url = f"{base}/operations/{operation}?api-version={API_VERSION}"
+                    url = f"{base}/operations/{operation}?api-version={api_version}"
                     async with http.get(url, headers=headers) as response:
                         status, answer, retry = (
                             response.status,

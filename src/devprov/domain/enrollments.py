@@ -50,7 +50,7 @@ def prepare_for_write(
         if result.device_id is not None:
             validate_id(result.device_id, "device id")
     _check_attestation(result, existing)
-    _check_allocation(result)
+    _check_allocation(result, existing)
     stamp = now_timestamp()
     result.created_date_time_utc = existing.created_date_time_utc if existing else stamp
     result.last_updated_date_time_utc = stamp
@@ -110,7 +110,10 @@ def _key(supplied: str | None, previous: str | None, which: str) -> str:
     return previous or generate_key()
 
 
-def _check_allocation(enrollment: EnrollmentFields) -> None:
+IN_PROCESS_SCHEME = "allocator"
+
+
+def _check_allocation(enrollment: EnrollmentFields, existing: EnrollmentFields | None) -> None:
     policy = enrollment.allocation_policy
     hubs = enrollment.iot_hubs or []
     if hubs and policy is None:
@@ -125,10 +128,14 @@ def _check_allocation(enrollment: EnrollmentFields) -> None:
                 " 'Custom'."
             )
         url = urlparse(definition.webhook_url)
-        if url.scheme not in ("http", "https") or not url.netloc:
+        if url.scheme not in ("http", "https", IN_PROCESS_SCHEME) or not url.netloc:
             raise bad_request(
-                "customAllocationDefinition.webhookUrl must be an absolute http or https URL."
+                "customAllocationDefinition.webhookUrl must be an absolute http or https URL,"
+                " or allocator://NAME for a function configured with `serve --allocator`."
             )
+        old = existing.custom_allocation_definition if existing else None
+        if definition.webhook_secret is None and old is not None:
+            definition.webhook_secret = old.webhook_secret  # write-only, as keys are
     if policy == "static" and len(hubs) > 1:
         raise bad_request("A static allocation policy takes exactly one IoT hub in iotHubs.")
     if policy is not None and enrollment.iot_hub_host_name:
@@ -139,6 +146,9 @@ def public_view(enrollment: EnrollmentFields) -> dict[str, Any]:
     """The enrollment as GET and query show it: the attestation type, never its keys."""
     view = enrollment.model_copy()
     view.attestation = enrollment.attestation.without_secrets()
+    definition = enrollment.custom_allocation_definition
+    if definition is not None and definition.webhook_secret is not None:
+        view.custom_allocation_definition = definition.model_copy(update={"webhook_secret": None})
     return view.to_wire()
 
 

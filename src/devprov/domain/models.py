@@ -61,8 +61,23 @@ class ReprovisionPolicy(WireModel):
 
 
 class CustomAllocationDefinition(WireModel):
+    """Where the custom policy asks: an http(s) webhook, or `allocator://NAME`, a function the
+    operator configured at start. `webhookSecret` (devprov's) signs requests to this webhook
+    instead of the server-wide secret; like keys, it is write-only."""
+
     webhook_url: str
     api_version: str
+    webhook_secret: str | None = None
+
+
+class PayloadRoute(WireModel):
+    """devprov's extension: when the device payload matches `match` (a JSON Schema 2020-12),
+    answer with this hub, initial twin and payload, without asking any allocator."""
+
+    match: dict[str, Any] | bool
+    iot_hub_host_name: str | None = None
+    initial_twin: dict[str, Any] | None = None
+    payload: Any = None
 
 
 AllocationPolicy = Literal["hashed", "geoLatency", "static", "custom"]
@@ -88,6 +103,7 @@ class DeviceRegistrationState(WireModel):
     symmetric_key: dict[str, Any] | None = None
     x509: dict[str, Any] | None = None
     tpm: dict[str, Any] | None = None
+    issued_certificate_chain: list[str] | None = None
 
 
 class EnrollmentFields(WireModel):
@@ -105,6 +121,10 @@ class EnrollmentFields(WireModel):
     allocation_policy: AllocationPolicy | None = None
     iot_hubs: list[str] | None = None
     custom_allocation_definition: CustomAllocationDefinition | None = None
+    # devprov's extensions (see docs/payload.md), and DPS's 2025-07-01-preview policy name.
+    payload_schema: dict[str, Any] | bool | None = None
+    payload_routes: list[PayloadRoute] | None = None
+    credential_policy_name: str | None = None
 
     @property
     def enabled(self) -> bool:

@@ -27,6 +27,8 @@ class Kind(Enum):
     HUB_DEVICE = "hub_devices"
     CERTIFICATE = "certificates"
     TPM_CHALLENGE = "tpm_challenges"
+    EXCHANGE = "exchanges"
+    CREDENTIAL_POLICY = "credential_policies"
 
     @property
     def revised(self) -> bool:
@@ -34,7 +36,13 @@ class Kind(Enum):
         return self in _REVISED
 
 
-_REVISED = {Kind.ENROLLMENT, Kind.GROUP, Kind.LINKED_HUB, Kind.CERTIFICATE}
+_REVISED = {
+    Kind.ENROLLMENT,
+    Kind.GROUP,
+    Kind.LINKED_HUB,
+    Kind.CERTIFICATE,
+    Kind.CREDENTIAL_POLICY,
+}
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,13 @@ DEFAULT_MAX_MESSAGE_BYTES = 96 * 1024
 
 @dataclass(frozen=True)
 class RegisterRequest:
-    """A DeviceRegistration body. `payload` is None when the device sent none (or null)."""
+    """A DeviceRegistration body. `payload` is None when the device sent none (or null);
+    `csr` (2025-07-01-preview) is the device's certificate signing request, base64 DER."""
 
     registration_id: str | None
     payload: Any
     tpm: dict[str, Any] | None
+    csr: str | None = None
 
 
 def parse_register_body(raw: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> RegisterRequest:
@@ -43,7 +45,10 @@ def parse_register_body(raw: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) 
     tpm = body.get("tpm")
     if tpm is not None and not isinstance(tpm, dict):
         raise bad_request("tpm must be an object with endorsementKey and storageRootKey.")
-    return RegisterRequest(registration_id, body.get("payload"), tpm)
+    csr = body.get("csr")
+    if csr is not None and not isinstance(csr, str):
+        raise bad_request("csr must be a string: a base64 DER PKCS#10 request.")
+    return RegisterRequest(registration_id, body.get("payload"), tpm, csr)
 
 
 def check_size(size: int, max_bytes: int) -> None:

@@ -13,7 +13,7 @@ from devprov.attestation.device_auth import attest_symmetric_key
 from devprov.attestation.x509 import attest_x509
 from devprov.domain.errors import unauthorized
 from devprov.domain.ids import validate_id
-from devprov.domain.models import IndividualEnrollment
+from devprov.domain.models import EnrollmentGroup, IndividualEnrollment
 from devprov.domain.records import Revisions
 from devprov.registration.ports import Directory, TpmChallenges
 
@@ -91,12 +91,23 @@ class Attestation:
                 proof.authorization, self.id_scope, registration_id, individual, groups
             )
         if proof.certificates:
-            groups = [] if individual else await self.directory.groups("x509")
+            groups = [] if individual else await self._x509_groups()
             cas = await self.directory.known_cas()
-            return attest_x509(registration_id, proof.certificates, individual, groups, cas)
+            issuers = await self.directory.credential_cas()
+            return attest_x509(
+                registration_id, proof.certificates, individual, groups, cas, issuers=issuers
+            )
         raise unauthorized(
             "No credentials: send a SharedAccessSignature, a TPM's keys, or a client certificate."
         )
+
+    async def _x509_groups(self) -> list[EnrollmentGroup]:
+        """X.509 groups, and groups of other kinds whose credential policy issues certificates
+        (their devices come back with them)."""
+        groups = list(await self.directory.groups("x509"))
+        for kind in ("symmetricKey", "tpm"):
+            groups += [g for g in await self.directory.groups(kind) if g.credential_policy_name]
+        return groups
 
     async def _tpm_token(
         self, registration_id: str, individual: IndividualEnrollment, token: str, registering: bool

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from cryptography import x509
+
 from devprov.domain.cas import KnownCa
+from devprov.domain.credentials import Issuer
 from devprov.domain.models import EnrollmentGroup, IndividualEnrollment, LinkedHub
 from devprov.domain.records import Revisions
 
@@ -61,3 +64,13 @@ class Directory(Protocol):
     async def linked_hubs(self) -> list[LinkedHub]: ...
 
     async def known_cas(self) -> dict[str, KnownCa]: ...
+
+    async def credential_cas(self) -> dict[str, tuple[x509.Certificate, ...]]:
+        """Every credential policy's issuing CAs, by lower-case policy name."""
+        ...
+
+
+class CredentialIssuers(Protocol):
+    """Credential policies with their current issuing CA's key, by name."""
+
+    async def issuer(self, name: str) -> Issuer | None: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from devprov.attestation.attested import Attested
@@ -14,6 +14,7 @@ from devprov.domain.errors import INTERNAL_ERROR, DpsError
 from devprov.domain.models import DeviceRegistrationState
 from devprov.protocol.dps import operation_status
 from devprov.registration.allocate import AllocationStage
+from devprov.registration.issue import Issuance, PendingIssue
 from devprov.registration.observe import EventKind, Observers, RegistrationEvent
 from devprov.registration.place import Placement
 from devprov.registration.ports import Directory, RegistrationRecords
@@ -52,7 +53,12 @@ class Provisioning:
         self.observers = observers
 
     async def provision(
-        self, attested: Attested, operation_id: str, payload: Any, previous_record: Any
+        self,
+        attested: Attested,
+        operation_id: str,
+        payload: Any,
+        previous_record: Any,
+        pending: PendingIssue | None = None,
     ) -> OperationResult:
         previous = (
             DeviceRegistrationState.model_validate(previous_record) if previous_record else None
@@ -60,7 +66,7 @@ class Provisioning:
         started = time.perf_counter()
         error: DpsError | None = None
         try:
-            state = await self._assign(attested, payload, previous)
+            state = await self._assign(attested, payload, previous, pending)
         except DpsError as refusal:
             error = refusal
         except Exception:
@@ -76,7 +82,11 @@ class Provisioning:
         return OperationResult(operation_status(operation_id, state.status, record))
 
     async def _assign(
-        self, attested: Attested, payload: Any, previous: DeviceRegistrationState | None
+        self,
+        attested: Attested,
+        payload: Any,
+        previous: DeviceRegistrationState | None,
+        pending: PendingIssue | None,
     ) -> DeviceRegistrationState:
         enrollment = attested.enrollment
         linked = await self.directory.linked_hubs()
@@ -91,13 +101,20 @@ class Provisioning:
             allocation.initial_twin or enrollment.initial_twin,
         )
         device_id = device_id_of(enrollment, attested.registration_id)
+        issued = Issuance.issue(attested, pending) if pending is not None else None
+        if issued is not None:
+            # The hub identity takes the issued certificate: it is what the device connects with.
+            attested = replace(attested, hub_authentication=issued.hub_authentication)
         started = time.perf_counter()
         await self.placement.place(attested, hub, device_id, plan, linked)
         if self.observers:
             self._observe("placed", attested, started, hub=hub.host_name)
-        return assigned_state(
+        state = assigned_state(
             attested, previous, hub.host_name, device_id, plan.substatus, allocation.payload
         )
+        if issued is not None:
+            state.issued_certificate_chain = issued.chain
+        return state
 
     def _observe(
         self,

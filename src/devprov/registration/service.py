@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from devprov.allocation.payload import check_payload
 from devprov.attestation.attested import Attested
 from devprov.domain.errors import (
     OPERATION_NOT_FOUND,
@@ -24,6 +25,7 @@ from devprov.domain.errors import (
 from devprov.domain.records import Revisions
 from devprov.protocol.dps import RegisterRequest, new_operation_id, operation_status
 from devprov.registration.attest import Attestation, DeviceProof
+from devprov.registration.issue import Issuance
 from devprov.registration.observe import Observers, RegistrationEvent
 from devprov.registration.ports import Operations, RegistrationRecords
 from devprov.registration.provision import OperationResult, Provisioning
@@ -50,8 +52,10 @@ class RegistrationService:
         records: RegistrationRecords,
         operations: Operations,
         observers: Observers,
+        issuance: Issuance | None = None,
     ) -> None:
         self.settings = settings
+        self.issuance = issuance or Issuance(None)
         self.attestation = attestation
         self.provisioning = provisioning
         self.records = records
@@ -75,13 +79,33 @@ class RegistrationService:
     async def start(
         self, attested: Attested, request: RegisterRequest, previous: Any = _UNREAD
     ) -> OperationResult:
-        """Register a device whose proof was already checked (MQTT checks it at CONNECT)."""
+        """Register a device whose proof was already checked (MQTT checks it at CONNECT).
+
+        A body its enrollment refuses (payload schema, a CSR it cannot honour) is refused
+        here, before anything is recorded."""
         _check_body_id(request, attested.registration_id)
+        started = time.perf_counter()
+        try:
+            check_payload(attested.enrollment, request.payload)
+            to_issue = await self.issuance.prepare(attested, request.csr)
+        except DpsError as error:
+            if self.observers:
+                self.observers(
+                    RegistrationEvent(
+                        "refused",
+                        attested.registration_id,
+                        time.perf_counter() - started,
+                        enrollment=attested.group_id,
+                        attestation=attested.enrollment.attestation.type,
+                        error=error,
+                    )
+                )
+            raise
         if previous is _UNREAD:
             previous = await self.records.read(attested.registration_id)
         operation_id = new_operation_id()
         task = self._spawn(
-            self.provisioning.provision(attested, operation_id, request.payload, previous)
+            self.provisioning.provision(attested, operation_id, request.payload, previous, to_issue)
         )
         done, _ = await asyncio.wait({task}, timeout=self.settings.fast_path_seconds)
         if done:

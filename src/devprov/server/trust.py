@@ -4,8 +4,9 @@ Python 3.11's `ssl` has no verification callback, so the work is split:
 
 - OpenSSL only gates the handshake. The listeners' one context asks for a client certificate
   (CERT_OPTIONAL: symmetric-key and service clients send none) and trusts every certificate an
-  enrollment, a group or a CA record holds, with partial-chain verification, so an enrolled
-  intermediate or a self-signed device certificate is an anchor by itself. Time checks are off
+  enrollment, a group, a CA record or a credential policy (its issuing CAs) holds, with
+  partial-chain verification, so an enrolled intermediate or a self-signed device certificate
+  is an anchor by itself. Time checks are off
   there (X509_V_FLAG_NO_CHECK_TIME), so an expired device is refused by the application with a
   message instead of by a TLS alert.
 - The application decides (attestation/x509.py): it reads the presented chain, validates it with
@@ -41,6 +42,7 @@ _WATCHED = (
     (Kind.ENROLLMENT, {"attestation": "x509"}),
     (Kind.GROUP, {"attestation": "x509"}),
     (Kind.CERTIFICATE, None),
+    (Kind.CREDENTIAL_POLICY, None),
 )
 _ENCODING_DER = 2  # _ssl.ENCODING_DER, for the 3.10-3.12 private certificate objects
 
@@ -73,7 +75,7 @@ def peer_chain(ssl_object: Any) -> list[x509.Certificate]:
 
 
 def anchors_in(document: dict[str, Any]) -> Iterable[str]:
-    """Certificates held by an enrollment, a group or a CA record."""
+    """Certificates held by an enrollment, a group, a CA record or a credential policy."""
     x509_part = (document.get("attestation") or {}).get("x509") or {}
     for slot in ("clientCertificates", "signingCertificates"):
         for entry in (x509_part.get(slot) or {}).values():
@@ -82,6 +84,9 @@ def anchors_in(document: dict[str, Any]) -> Iterable[str]:
     certificate = (document.get("properties") or {}).get("certificate")
     if certificate:
         yield certificate
+    for entry in document.get("issuingCas") or []:
+        if isinstance(entry, dict) and entry.get("certificate"):
+            yield entry["certificate"]
 
 
 class ClientTrust:

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from cryptography import x509
+
 from devprov.domain.cas import KnownCa
 from devprov.domain.certificates import load_certificate
+from devprov.domain.credentials import CredentialPolicy
 from devprov.domain.ids import id_key
 from devprov.domain.models import EnrollmentGroup, IndividualEnrollment, LinkedHub
 from devprov.domain.records import Kind, RecordStore, Revisions
@@ -34,6 +37,7 @@ class CachedDirectory:
         self._groups: dict[str, list[EnrollmentGroup]] | None = None
         self._hubs: list[LinkedHub] | None = None
         self._cas: dict[str, KnownCa] | None = None
+        self._credential_cas: dict[str, tuple[x509.Certificate, ...]] | None = None
 
     async def refresh(self, revisions: Revisions | None = None) -> None:
         """Drop everything if anything changed since the last look. Call once per use, with
@@ -49,6 +53,7 @@ class CachedDirectory:
         self._individuals.clear()
         self._individual_keys = None
         self._groups = self._hubs = self._cas = None
+        self._credential_cas = None
 
     async def individual(self, registration_id: str) -> IndividualEnrollment | None:
         """The device's individual enrollment, or None.
@@ -98,3 +103,11 @@ class CachedDirectory:
                 for row in await self.store.page(Kind.CERTIFICATE)
             }
         return self._cas
+
+    async def credential_cas(self) -> dict[str, tuple[x509.Certificate, ...]]:
+        if self._credential_cas is None:
+            self._credential_cas = {
+                row.key: CredentialPolicy.from_document(row.document).issuing_cas
+                for row in await self.store.page(Kind.CREDENTIAL_POLICY)
+            }
+        return self._credential_cas

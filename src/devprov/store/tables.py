@@ -75,6 +75,15 @@ hub_message_counts = sa.Table(
     sa.Column("dropped", sa.BigInteger, nullable=False),
 )
 
+# Custom allocation exchanges, keyed by a time-ordered id; bounded per enrollment.
+exchanges = _document_table(
+    "exchanges",
+    sa.Column("enrollment_key", sa.String(300), nullable=False, index=True),
+    sa.Column("registration_key", sa.String(256), nullable=False, index=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+)
+credential_policies = _document_table("credential_policies")
+
 
 def table_of(kind: Kind) -> sa.Table:
     """The table that holds records of `kind` (named after it)."""

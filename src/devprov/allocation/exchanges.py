@@ -1,0 +1,31 @@
+"""The log of custom allocation exchanges: the ports the custom policy writes to and readers
+(the CLI, a console) read from; the store implements both (store/exchanges.py)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from devprov.domain.exchanges import Exchange
+
+
+class ExchangeLog(Protocol):
+    """Where every webhook and in-process allocator exchange is kept, bounded per enrollment."""
+
+    async def record(self, exchange: Exchange) -> None: ...
+
+
+class ExchangeReader(Protocol):
+    """Recent exchanges, newest first, for `devprov webhook log` or a registration's page."""
+
+    async def recent(
+        self,
+        *,
+        enrollment: str | None = None,
+        registration_id: str | None = None,
+        failed: bool = False,
+        limit: int = 50,
+    ) -> list[Exchange]:
+        """`enrollment` is `enrollment:ID` or `group:ID` (see domain.exchanges.enrollment_key)."""
+        ...
+
+    async def get(self, exchange_id: str) -> Exchange | None: ...

@@ -1,0 +1,87 @@
+"""`devprov credential-policy`: issuing CAs held by devprov, for certificates from a CSR."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from devprov.cli.common import DataDir, JsonFlag, console, fail, print_json, with_store
+from devprov.domain.certificates import to_pem
+from devprov.domain.credentials import DEFAULT_VALIDITY_DAYS, CredentialPolicy, describe_policy
+from devprov.issuing_cas import IssuingCas
+from devprov.settings import DEFAULT_DATA_DIR
+
+T = TypeVar("T")
+
+credential_policy_app = typer.Typer(
+    help="Credential policies: an issuing CA held by devprov signs the CSRs devices send"
+    " (credentialPolicyName on an enrollment or group turns it on).",
+    no_args_is_help=True,
+)
+Name = Annotated[str, typer.Argument(help="The policy's name (credentialPolicyName).")]
+
+
+def _with_policies(data_dir: Path, work: Callable[[IssuingCas], Awaitable[T]]) -> T:
+    return with_store(data_dir, lambda store: work(IssuingCas(store, data_dir)))
+
+
+def _show(policy: CredentialPolicy, as_json: bool) -> None:
+    if as_json:
+        print_json(policy.to_document())
+    else:
+        console.print(describe_policy(policy), highlight=False)
+
+
+@credential_policy_app.command("create")
+def create(
+    name: Name,
+    days: Annotated[int, typer.Option(help="Days an issued certificate is valid.")] = (
+        DEFAULT_VALIDITY_DAYS
+    ),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Make a policy with a new issuing CA (P-384); its key stays in the data dir (0600)."""
+    _show(_with_policies(data_dir, lambda policies: policies.create(name, days)), as_json)
+
+
+@credential_policy_app.command("rotate")
+def rotate(name: Name, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
+    """A new issuing CA signs from now on; certificates the old ones issued stay accepted."""
+    _show(_with_policies(data_dir, lambda policies: policies.rotate(name)), as_json)
+
+
+@credential_policy_app.command("list")
+def listing(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Every policy and its current issuing CA."""
+    for policy in _with_policies(data_dir, lambda policies: policies.policies()):
+        console.print(describe_policy(policy), highlight=False)
+
+
+@credential_policy_app.command("show")
+def show(
+    name: Name,
+    pem: Annotated[
+        bool, typer.Option("--pem", help="Print the issuing CAs as PEM (for a hub to trust).")
+    ] = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """A policy; with --pem its issuing CAs (current first), e.g. for an IoT hub to trust."""
+    policy = _with_policies(data_dir, lambda policies: policies.policy(name))
+    if policy is None:
+        raise fail(f"there is no credential policy named {name!r}")
+    if pem:
+        print("".join(to_pem(ca) for ca in policy.issuing_cas), end="")
+        return
+    _show(policy, as_json)
+
+
+@credential_policy_app.command("remove")
+def remove(name: Name, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Forget a policy: its devices get no new certificates and their old ones are refused."""
+    _with_policies(data_dir, lambda policies: policies.remove(name))
+    console.print(f"removed credential policy {name}")
