@@ -322,9 +322,9 @@ class ServerConnection:
             self._sasl(performative, events)
         elif self.state is State.AWAIT_OPEN:
             self._open(performative, channel)
-        elif isinstance(performative, Begin):
+        elif type(performative) is Begin:
             self._begin(performative, channel)
-        elif isinstance(performative, Close):
+        elif type(performative) is Close:
             self._send(Close())
             self.state = State.CLOSED
             events.append(Closed(performative.error))

@@ -109,10 +109,17 @@ class Array(list[Any]):
 
 @dataclass(frozen=True)
 class Described:
-    """A described value: a descriptor (ulong code or symbol) and the value it describes."""
+    """A described value: a descriptor (ulong code or symbol) and the value it describes.
+
+    Hashable when its value is made of hashable values and lists (outcomes and termini are
+    lists), so the frames carrying one can be remembered once encoded."""
 
     descriptor: Any
     value: Any
+
+    def __hash__(self) -> int:
+        value = tuple(self.value) if isinstance(self.value, list) else self.value
+        return hash((self.descriptor, value))
 
 
 # Encoding ---------------------------------------------------------------------------------
