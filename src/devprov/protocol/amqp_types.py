@@ -440,6 +440,12 @@ def _value(data: bytes, offset: int, limit: int, depth: int) -> _Parsed:
         descriptor, offset = _value(data, offset, limit, depth + 1)
         value, offset = _value(data, offset, limit, depth + 1)
         return Described(descriptor, value), offset
+    if 0x41 <= code <= 0x45:
+        return (True, False, _UINT0, _ULONG0, [])[code - 0x41], offset
+    if code in _COMPOUND:
+        if depth >= MAX_DEPTH:
+            raise DecodeError(f"values nested more than {MAX_DEPTH} deep")
+        return _compound_value(data, code, offset, limit, depth + 1)
     return _body(data, code, offset, limit, depth)
 
 
