@@ -92,6 +92,7 @@ async def start_devprov(
             host="localhost",
             https_port=port,
             mqtt_port=8883 if IN_NETNS else free_port(),
+            amqp_port=5671 if IN_NETNS else free_port(),
             db=database_url,
             **options,
         )

@@ -33,6 +33,7 @@ class Instance(BaseModel):
     names: list[str] = Field(default_factory=list)
     https_port: int = 443
     mqtt_port: int = 8883
+    amqp_port: int = 5671
 
     @property
     def host_name(self) -> str:

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     host: str | None = Field(None, description="Address to listen on (default localhost).")
     https_port: int | None = Field(None, ge=1, le=65535, description="HTTPS port (default 443).")
     mqtt_port: int | None = Field(None, ge=1, le=65535, description="MQTT port (default 8883).")
+    amqp_port: int | None = Field(None, ge=1, le=65535, description="AMQP port (default 5671).")
     db: str | None = Field(
         None, description="Database URL: sqlite:///FILE (default in the data dir) or postgresql://"
     )

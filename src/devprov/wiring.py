@@ -46,8 +46,10 @@ from devprov.registration.place import Placement
 from devprov.registration.ports import CredentialIssuers
 from devprov.registration.provision import Provisioning
 from devprov.registration.service import RegistrationService, RegistrationSettings
+from devprov.server.amqp_listener import AmqpTlsProtocol
 from devprov.server.app import build_app
 from devprov.server.device_api import DeviceApi
+from devprov.server.dps_amqp import DpsAmqp
 from devprov.server.dps_mqtt import DpsMqtt
 from devprov.server.hub_api import HubApi
 from devprov.server.hub_mqtt import HubMqtt
@@ -83,6 +85,7 @@ def prepare(settings: Settings) -> tuple[Instance, TlsFiles]:
         host=settings.host,
         https_port=settings.https_port,
         mqtt_port=settings.mqtt_port,
+        amqp_port=settings.amqp_port,
         database=settings.db,
         names=settings.names or None,
     )
@@ -233,8 +236,9 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             Admin(store, factory.prepare), instance.policy, known_hosts, hubs, after_write
         ).add_routes(router)
         HubApi(hubs).add_routes(router)
+        dps_amqp = DpsAmqp(registrations, settings.max_message_bytes)
         DeviceApi(
-            registrations, settings.max_message_bytes, applications, dps.max_packet_bytes
+            registrations, settings.max_message_bytes, applications, dps.max_packet_bytes, dps_amqp
         ).add_routes(router)
         shared = settings.workers > 1  # several processes accept on the same ports
         runner = web.AppRunner(build_app(router), access_log=None)
@@ -258,13 +262,24 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             reuse_port=shared,
         )
         stack.callback(mqtt_server.close)
+        amqp_server = await asyncio.get_running_loop().create_server(
+            lambda: AmqpTlsProtocol(dps_amqp),
+            host=instance.host,
+            port=instance.amqp_port,
+            ssl=context,
+            reuse_address=True,
+            reuse_port=shared,
+        )
+        stack.callback(amqp_server.close)
         log.info(
-            "devprov serving id scope %s on https://%s:%d and mqtts://%s:%d",
+            "devprov serving id scope %s on https://%s:%d, mqtts://%s:%d and amqps://%s:%d",
             instance.id_scope,
             instance.host_name,
             instance.https_port,
             instance.host_name,
             instance.mqtt_port,
+            instance.host_name,
+            instance.amqp_port,
         )
         return Devprov(
             instance, tls, store, registrations, hubs, stack.pop_all(), settings.data_dir

@@ -26,7 +26,11 @@ async def test_every_scenario_provisions_its_devices(devprov: Running, scenario:
     fleet = Fleet(devprov.id_scope, group["attestation"]["symmetricKey"]["primaryKey"], "b")
     instance = devprov.devprov.instance
     target = Target(
-        "localhost", instance.https_port, instance.mqtt_port, client_context(devprov.ca)
+        "localhost",
+        instance.https_port,
+        instance.mqtt_port,
+        client_context(devprov.ca),
+        instance.amqp_port,
     )
     done: list[int] = []
 
@@ -40,14 +44,13 @@ async def test_every_scenario_provisions_its_devices(devprov: Running, scenario:
 
 
 async def test_open_loop_arrivals_and_the_baseline(devprov: Running) -> None:
-    https_port, mqtt_port = free_port(), free_port()
+    https_port, mqtt_port, amqp_port = free_port(), free_port(), free_port()
     tls = devprov.devprov.tls
-    server = asyncio.create_task(
-        serve(server_context(tls.cert, tls.key), "127.0.0.1", https_port, mqtt_port)
-    )
+    context = server_context(tls.cert, tls.key)
+    server = asyncio.create_task(serve(context, "127.0.0.1", https_port, mqtt_port, amqp_port))
     await asyncio.sleep(0.2)
     try:
-        target = Target("127.0.0.1", https_port, mqtt_port, client_context(devprov.ca))
+        target = Target("127.0.0.1", https_port, mqtt_port, client_context(devprov.ca), amqp_port)
         fleet = Fleet("0ne00000000", "c2VjcmV0LXNlY3JldC1zZWNyZXQ=", "x")
         for scenario in SCENARIOS:
             samples = await run_scenario(

@@ -171,14 +171,15 @@ def attest_x509(
                 f"The enrollment for {registration_id!r} uses {individual.attestation.type}"
                 " attestation, not an X.509 certificate."
             )
-        match = next((cert for cert in enrolled if cert == leaf), None)
-        if match is None:
+        if not any(cert == leaf for cert in enrolled):
             raise DpsError(
                 401,
                 INVALID_CERTIFICATE,
                 f"The certificate presented by {registration_id!r} is not the one enrolled.",
             )
-        validate_chain(leaf, [], match, now)
+        # The very certificate enrolled, whose key TLS proved: only its dates are left to
+        # check. It may be X.509 v1, as DPS allows here (common tooling makes v1 ones).
+        _check_dates([leaf], now)
         return require_enabled(_attested(registration_id, individual, leaf, None))
     for position in range(len(chain) + 1):
         for group in groups:
@@ -193,6 +194,7 @@ def attest_x509(
                         f" {group.enrollment_group_id!r} was added but its possession was never"
                         " verified.",
                     )
+                _check_versions([*chain[: position + 1], anchor])
                 validate_chain(leaf, intermediates, anchor, now)
                 return require_enabled(_attested(registration_id, group, leaf, anchor))
     raise DpsError(
@@ -201,6 +203,20 @@ def attest_x509(
         f"No enrollment trusts the certificate chain of {registration_id!r}"
         f" (issuer {leaf.issuer.rfc4514_string()!r}).",
     )
+
+
+def _check_versions(chain: Sequence[x509.Certificate]) -> None:
+    """A chain to a group is made of X.509 v3 certificates (a CA's basic constraints are an
+    extension, which v1 lacks); v1 is for an individual enrollment's own certificate."""
+    for cert in chain:
+        if cert.version is not x509.Version.v3:
+            raise DpsError(
+                401,
+                INVALID_CERTIFICATE,
+                f"The certificate {common_name(cert)!r} is X.509 {cert.version.name}: a chain to"
+                " an enrollment group needs v3 certificates (v1 is accepted only as an"
+                " individual enrollment's own certificate).",
+            )
 
 
 def _anchors_at(chain: Sequence[x509.Certificate], position: int, anchor: x509.Certificate) -> bool:

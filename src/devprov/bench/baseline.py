@@ -1,8 +1,9 @@
 """The baseline: a bare TLS server that answers every request at once with a fixed result.
 
-It speaks just enough HTTP/1.1 and MQTT for the generator, does no attestation, storage or
-allocation, and runs in a process of its own, as devprov does. devprov's figures are reported
-as a ratio to it: what the machine, Python's TLS and the generator allow."""
+It speaks just enough HTTP/1.1, MQTT and AMQP (devprov's own codecs) for the generator, does
+no attestation, storage or allocation, and runs in a process of its own, as devprov does.
+devprov's figures are reported as a ratio to it: what the machine, Python's TLS and the
+generator allow."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import argparse
 import asyncio
 import ssl
 
-from devprov.protocol import mqtt
+from devprov.protocol import amqp, mqtt
+from devprov.protocol.amqp_frames import Message, accepted
 from devprov.server.tls import server_context
 
 _ASSIGNED = (
@@ -71,10 +73,47 @@ class MqttAnswerer(_Answerer):
                 self.transport.close()
 
 
-async def serve(context: ssl.SSLContext, host: str, https_port: int, mqtt_port: int) -> None:
+class AmqpAnswerer(_Answerer):
+    """Takes any SASL PLAIN and every link, and answers every message at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connection = amqp.ServerConnection(mechanisms=("PLAIN",))
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        try:
+            events = self.connection.receive_data(data)
+        except amqp.ProtocolError:
+            self.transport.close()
+            return
+        for event in events:
+            if isinstance(event, amqp.SaslStarted):
+                self.connection.sasl_outcome(amqp.SASL_OK)
+                self.transport.write(self.connection.data_to_send())
+                self.data_received(b"")
+                return
+            if isinstance(event, amqp.LinkAttached):
+                self.connection.accept_link(event.link)
+            elif isinstance(event, amqp.MessageReceived):
+                self.connection.settle(event.link, event.delivery_id, accepted())
+                reply = Message(correlation_id=event.message.correlation_id, data=_ASSIGNED)
+                for link in self.connection.links():
+                    if not link.receiving:
+                        self.connection.send_message(link, reply)
+        self.transport.write(self.connection.data_to_send())
+        if self.connection.state is amqp.State.CLOSED:
+            self.transport.close()
+
+
+async def serve(
+    context: ssl.SSLContext, host: str, https_port: int, mqtt_port: int, amqp_port: int = 0
+) -> None:
     loop = asyncio.get_running_loop()
     await loop.create_server(HttpAnswerer, host, https_port, ssl=context, reuse_address=True)
     await loop.create_server(MqttAnswerer, host, mqtt_port, ssl=context, reuse_address=True)
+    if amqp_port:
+        await loop.create_server(AmqpAnswerer, host, amqp_port, ssl=context, reuse_address=True)
     await asyncio.Event().wait()
 
 
@@ -85,9 +124,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--https-port", type=int, required=True)
     parser.add_argument("--mqtt-port", type=int, required=True)
+    parser.add_argument("--amqp-port", type=int, default=0)
     arguments = parser.parse_args()
     context = server_context(arguments.cert, arguments.key)
-    asyncio.run(serve(context, arguments.host, arguments.https_port, arguments.mqtt_port))
+    asyncio.run(
+        serve(
+            context, arguments.host, arguments.https_port, arguments.mqtt_port, arguments.amqp_port
+        )
+    )
 
 
 if __name__ == "__main__":

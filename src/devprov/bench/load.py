@@ -1,7 +1,8 @@
-"""The ways a fleet arrives: HTTPS kept alive, HTTPS with new TLS per device, MQTT per device.
+"""The ways a fleet arrives: HTTPS kept alive, HTTPS with new TLS per device, MQTT and AMQP per
+device.
 
 HTTPS over kept-alive connections, HTTPS with a new TLS connection per device (what first-boot
-devices do), and MQTT with a new connection per device.
+devices do), and MQTT and AMQP (SASL PLAIN, as the Node SDK) with a new connection per device.
 
 Each device's latency runs from the start of its register (connection included, when it makes
 one) to `assigned`, polls included. Load is closed (a fixed number of devices registering at
@@ -20,8 +21,9 @@ from dataclasses import dataclass, field
 
 from devprov.bench.fleet import Fleet
 from devprov.bench.scenarios import SCENARIOS  # noqa: F401  (re-exported)
-from devprov.bench.wire import MqttClient, WireError, http_request
+from devprov.bench.wire import AmqpClient, MqttClient, WireError, http_request
 from devprov.protocol import mqtt
+from devprov.protocol.amqp_types import DecodeError
 
 DEVICE_TIMEOUT_SECONDS = 30.0
 
@@ -32,6 +34,7 @@ class Target:
     https_port: int
     mqtt_port: int
     context: ssl.SSLContext
+    amqp_port: int = 5671
 
 
 @dataclass
@@ -150,6 +153,32 @@ async def _mqtt_register(fleet: Fleet, number: int, target: Target) -> None:
         client.writer.close()
 
 
+async def _amqp_register(fleet: Fleet, number: int, target: Target) -> None:
+    registration_id = fleet.registration_id(number)
+    reader, writer = await asyncio.open_connection(
+        target.host, target.amqp_port, ssl=target.context
+    )
+    client = AmqpClient(reader, writer)
+    try:
+        await client.connect(
+            f"{fleet.id_scope}/registrations/{registration_id}", fleet.token(registration_id)
+        )
+        register = {"iotdps-operation-type": "iotdps-register"}
+        retry, body = await client.request(register, fleet.body(registration_id))
+        while body.get("status") == "assigning":
+            await asyncio.sleep(retry or 1)
+            poll = {
+                "iotdps-operation-type": "iotdps-get-operationstatus",
+                "iotdps-operation-id": body["operationId"],
+            }
+            retry, body = await client.request(poll, b"")
+        if body.get("status") != "assigned":
+            raise WireError(f"amqp {body.get('status')}")
+        await client.close()
+    finally:
+        writer.close()
+
+
 async def run_scenario(
     scenario: str,
     target: Target,
@@ -170,6 +199,8 @@ async def run_scenario(
             async with asyncio.timeout(DEVICE_TIMEOUT_SECONDS):
                 if scenario == "mqtt-new-connection":
                     await _mqtt_register(fleet, number, target)
+                elif scenario == "amqp-new-connection":
+                    await _amqp_register(fleet, number, target)
                 elif connection is not None:
                     await https_register(fleet, number, connection)
                 else:
@@ -180,7 +211,7 @@ async def run_scenario(
                         fresh.close()
             samples.latencies.append(time.perf_counter() - started)
         except (WireError, OSError, TimeoutError, asyncio.IncompleteReadError, ValueError,
-                ssl.SSLError, mqtt.ProtocolError) as error:  # fmt: skip
+                ssl.SSLError, mqtt.ProtocolError, DecodeError) as error:  # fmt: skip
             samples.errors[
                 str(error) if isinstance(error, WireError) else type(error).__name__
             ] += 1

@@ -173,7 +173,8 @@ def devprov_server(config: BenchConfig) -> Iterator[tuple[dict[str, Any], int | 
         arguments = [
             python, "-m", "devprov.cli", "serve", "--data-dir", str(data_dir),
             "--host", "127.0.0.1", "--https-port", str(https_port),
-            "--mqtt-port", str(free_port()), "--workers", str(config.workers),
+            "--mqtt-port", str(free_port()), "--amqp-port", str(free_port()),
+            "--workers", str(config.workers),
             "--log-level", "WARNING",
         ]  # fmt: skip
         if config.database:
@@ -229,7 +230,9 @@ def run_benchmark(
                 for allocation in allocations
             }
             context = client_context(info["caCertificatePath"])
-            target = Target("127.0.0.1", info["httpsPort"], info["mqttPort"], context)
+            target = Target(
+                "127.0.0.1", info["httpsPort"], info["mqttPort"], context, info["amqpPort"]
+            )
             for scenario in config.scenarios:
                 for allocation, fleet in fleets.items():
                     name = scenario if len(fleets) == 1 else f"{scenario} [{allocation}]"
@@ -284,16 +287,20 @@ def _run_baseline(
     results: list[ScenarioResult],
     progress: Callable[[str, int], Callable[[int], None]],
 ) -> None:
-    https_port, mqtt_port = free_port(), free_port()
+    https_port, mqtt_port, amqp_port = free_port(), free_port(), free_port()
     tls = Path(info["tls"])
     arguments = [
         sys.executable, "-m", "devprov.bench.baseline", "--cert", str(tls / "server.pem"),
         "--key", str(tls / "server-key.pem"), "--https-port", str(https_port),
-        "--mqtt-port", str(mqtt_port),
+        "--mqtt-port", str(mqtt_port), "--amqp-port", str(amqp_port),
     ]  # fmt: skip
     with _process(arguments, https_port):
         target = Target(
-            "127.0.0.1", https_port, mqtt_port, client_context(info["caCertificatePath"])
+            "127.0.0.1",
+            https_port,
+            mqtt_port,
+            client_context(info["caCertificatePath"]),
+            amqp_port,
         )
         for scenario in dict.fromkeys(result.scenario for result in results):
             samples = asyncio.run(

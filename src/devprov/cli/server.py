@@ -53,6 +53,7 @@ def serve(
     ] = None,
     https_port: Annotated[int | None, typer.Option(help="HTTPS port (default 443).")] = None,
     mqtt_port: Annotated[int | None, typer.Option(help="MQTT port (default 8883).")] = None,
+    amqp_port: Annotated[int | None, typer.Option(help="AMQP port (default 5671).")] = None,
     db: Annotated[
         str | None, typer.Option(help="Database URL: sqlite:///FILE or postgresql://...")
     ] = None,
@@ -102,7 +103,7 @@ def serve(
         typer.Option(help="Link a built-in IoT hub of this name when no hub is linked yet."),
     ] = None,
 ) -> None:
-    """Run devprov: the device APIs (HTTPS, MQTT, MQTT over WebSocket) and the service API."""
+    """Run devprov: the device APIs (HTTPS, MQTT, AMQP, both over WebSocket) and the service API."""
     from devprov.allocation.functions import parse_allocator_specs
     from devprov.wiring import configure_logging, prepare, run
 
@@ -112,6 +113,7 @@ def serve(
         host=host,
         https_port=https_port,
         mqtt_port=mqtt_port,
+        amqp_port=amqp_port,
         db=db,
         names=name,
         tls_cert=tls_cert,
@@ -137,7 +139,8 @@ def serve(
     err_console.print(
         f"devprov: id scope [bold]{instance.id_scope}[/bold] on"
         f" https://{instance.host_name}:{instance.https_port} and"
-        f" mqtts://{instance.host_name}:{instance.mqtt_port} (CA: {tls.ca_cert})"
+        f" mqtts://{instance.host_name}:{instance.mqtt_port} and"
+        f" amqps://{instance.host_name}:{instance.amqp_port} (CA: {tls.ca_cert})"
     )
     run(settings)
 
@@ -188,6 +191,7 @@ def info(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> Non
         "hostName": instance.host_name,
         "httpsPort": instance.https_port,
         "mqttPort": instance.mqtt_port,
+        "amqpPort": instance.amqp_port,
         "serviceConnectionString": instance.connection_string(),
         "caCertificatePath": str((data_dir / "tls" / "ca.pem").resolve()),
         "database": instance.database,

@@ -15,13 +15,18 @@ from devprov.domain.errors import bad_request
 
 
 def load_certificate(text: str) -> x509.Certificate:
-    """A certificate given as PEM, or as base64 DER (both appear in DPS enrollments)."""
+    """A certificate given as PEM, as base64 DER, or as base64 of the PEM text (what users of
+    the Node service SDK send: `Buffer.from(pem).toString('base64')`); all appear in DPS
+    enrollments."""
     try:
         if "-----BEGIN" in text:
             return x509.load_pem_x509_certificate(text.encode())
-        return x509.load_der_x509_certificate(base64.b64decode(text, validate=True))
+        raw = base64.b64decode("".join(text.split()), validate=True)
+        if raw.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(raw)
+        return x509.load_der_x509_certificate(raw)
     except (ValueError, binascii.Error):
-        raise bad_request("The certificate is neither PEM nor base64 DER.") from None
+        raise bad_request("The certificate is neither PEM, base64 DER nor base64 PEM.") from None
 
 
 def to_pem(cert: x509.Certificate) -> str:

@@ -1,6 +1,5 @@
-"""The device runtime API on the HTTPS port: register, operation status, status lookup, MQTT/WS.
-
-MQTT over WebSocket is served at /$iothub/websocket.
+"""The device runtime API on the HTTPS port: register, operation status, status lookup, and
+MQTT and AMQP over WebSocket at /$iothub/websocket (told apart by the subprotocol offered).
 
 TPM devices register here only (DPS does no TPM over MQTT): their first register is answered
 401 with the activation challenge (a `Challenge`, which the error middleware answers)."""
@@ -13,6 +12,8 @@ from aiohttp import web
 
 from devprov.protocol.dps import RegisterRequest, parse_register_body
 from devprov.registration import DeviceProof, OperationResult, RegistrationService
+from devprov.server import amqp_listener
+from devprov.server.dps_amqp import DpsAmqp
 from devprov.server.http import json_response, read_body, require_api_version
 from devprov.server.mqtt_listener import serve_websocket
 from devprov.server.mqtt_session import MqttApplication
@@ -44,11 +45,13 @@ class DeviceApi:
         max_message_bytes: int,
         mqtt_applications: Sequence[MqttApplication],
         max_packet_bytes: int,
+        amqp: DpsAmqp,
     ) -> None:
         self.registrations = registrations
         self.max_message_bytes = max_message_bytes
         self.mqtt_applications = mqtt_applications
         self.max_packet_bytes = max_packet_bytes
+        self.amqp = amqp
 
     def add_routes(self, router: Router) -> None:
         base = "/{idScope}/registrations/{registrationId}"
@@ -58,6 +61,8 @@ class DeviceApi:
         router.add("GET", "/$iothub/websocket", self.websocket)
 
     async def websocket(self, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+        if amqp_listener.offers_amqp(request):
+            return await amqp_listener.serve_websocket(request, self.amqp)
         return await serve_websocket(request, self.mqtt_applications, self.max_packet_bytes)
 
     async def _registration_body(self, request: web.Request) -> RegisterRequest:

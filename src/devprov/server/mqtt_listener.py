@@ -49,7 +49,9 @@ async def serve_websocket(
     """MQTT over WebSocket: binary messages carry MQTT bytes."""
     subprotocol = websocket_subprotocol(request)
     if subprotocol is None:
-        raise bad_request("MQTT over WebSocket needs the subprotocol 'mqtt'.")
+        raise bad_request(
+            "A WebSocket here needs the subprotocol 'mqtt' (MQTT) or 'AMQPWSB10' (AMQP)."
+        )
     # A WebSocket message may carry up to a whole packet of any application.
     largest = max(app.max_packet_bytes for app in applications)
     socket = web.WebSocketResponse(

@@ -2,7 +2,7 @@
 // Registers one device with the official, unmodified Azure DPS Node device SDK (symmetric key).
 // Input: one JSON object on argv[2] (or stdin):
 //   {host, idScope, registrationId, symmetricKey | x509: {cert, key} | tpm: {port},
-//    transport: "http"|"mqtt"|"mqttws", payload?, ca?, timeoutMs?}
+//    transport: "http"|"mqtt"|"mqttws"|"amqp"|"amqpws", payload?, ca?, timeoutMs?}
 // Output: exactly one JSON line on stdout, exit 0:
 //   {"ok": true, "result": <registrationState>} | {"ok": false, "error": {...}}
 // Exit code != 0 only for harness bugs (bad input).
@@ -10,6 +10,7 @@
 // Ports: Http always dials host:443 (`host:port` is not parsed; Node tries to resolve "host:port").
 // Mqtt dials 'mqtts://' + host, parsed by mqtt.js, so "host:port" works (default 8883).
 // MqttWs dials 'wss://' + host + ':443/$iothub/websocket', so 443 is fixed.
+// Amqp dials 'amqps://' + host, so "host:port" works (default 5671); AmqpWs, like MqttWs, 443.
 const fs = require('fs');
 const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
 const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
@@ -36,6 +37,13 @@ function describeError(err) {
     if (m) out.statusCode = Number(m[1]);
   }
   if (err.responseBody !== undefined) out.responseBody = err.responseBody;
+  // Amqp: a rejected request reaches the callback as the raw AMQP error {condition, description};
+  // errors from the connection or a link carry it as amqpError.
+  const amqpError = err.condition !== undefined ? err : err.amqpError;
+  if (amqpError && amqpError.condition !== undefined) {
+    out.condition = amqpError.condition;
+    out.description = amqpError.description;
+  }
   return out;
 }
 
@@ -79,6 +87,8 @@ function main(input) {
     http: () => new (require('azure-iot-provisioning-device-http').Http)(),
     mqtt: () => new (require('azure-iot-provisioning-device-mqtt').Mqtt)(),
     mqttws: () => new (require('azure-iot-provisioning-device-mqtt').MqttWs)(),
+    amqp: () => new (require('azure-iot-provisioning-device-amqp').Amqp)(),
+    amqpws: () => new (require('azure-iot-provisioning-device-amqp').AmqpWs)(),
   };
   const make = transports[input.transport || 'http'];
   if (!make) throw new Error('unknown transport ' + input.transport);

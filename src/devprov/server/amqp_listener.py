@@ -1,0 +1,82 @@
+"""Carrying AMQP sessions: over TLS on the AMQP port, and over WebSocket at /$iothub/websocket.
+
+Over WebSocket (subprotocol `AMQPWSB10`) each binary message is a slice of the AMQP byte stream:
+the SDKs split headers and frames across messages wherever their writes fall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiohttp import WSMsgType, web
+
+from devprov.server.amqp_session import AmqpSession
+from devprov.server.dps_amqp import DpsAmqp
+from devprov.server.mqtt_session import Peer
+from devprov.server.trust import peer_chain
+
+WEBSOCKET_SUBPROTOCOL = "AMQPWSB10"
+
+
+class AmqpTlsProtocol(asyncio.Protocol):
+    """Carries a session over a TLS socket (the AMQP port)."""
+
+    def __init__(self, application: DpsAmqp) -> None:
+        self.application = application
+        self.session: AmqpSession | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        peer = Peer(tuple(peer_chain(transport.get_extra_info("ssl_object"))))
+        connection, client = self.application.connection(peer)
+        self.session = AmqpSession(connection, client, transport.write, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if self.session is not None:
+            self.session.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.session is not None:
+            self.session.connection_lost()
+
+
+def offers_amqp(request: web.Request) -> bool:
+    """Whether a WebSocket upgrade offers the AMQP subprotocol."""
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    return any(p.strip().lower() == WEBSOCKET_SUBPROTOCOL.lower() for p in offered.split(","))
+
+
+async def serve_websocket(request: web.Request, application: DpsAmqp) -> web.StreamResponse:
+    """AMQP over WebSocket: binary messages carry AMQP bytes."""
+    socket = web.WebSocketResponse(
+        protocols=(WEBSOCKET_SUBPROTOCOL,),
+        max_msg_size=application.max_message_bytes + 64 * 1024,
+        heartbeat=None,
+    )
+    await socket.prepare(request)
+    outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    connection, client = application.connection(Peer(tuple(peer_chain(ssl_object))))
+    session = AmqpSession(
+        connection, client, outgoing.put_nowait, lambda: outgoing.put_nowait(None)
+    )
+
+    async def pump() -> None:
+        while (data := await outgoing.get()) is not None:
+            await socket.send_bytes(data)
+        await socket.close()
+
+    sender = asyncio.create_task(pump())
+    try:
+        async for message in socket:
+            if message.type == WSMsgType.BINARY:
+                session.data_received(message.data)
+            elif message.type in (WSMsgType.TEXT, WSMsgType.ERROR):
+                break
+    finally:
+        session.connection_lost()
+        outgoing.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await sender
+    return socket
