@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from devprov.allocation.policies import AllocationError
-from devprov.allocation.webhook import WebhookClient, allocation_request
+from devprov.allocation.webhook import WebhookClient, WebhookExchange, allocation_request
 from tests.conftest import Webhook
 
 HUBS = ["toasters.example", "Heatpumps.Example"]
@@ -214,3 +214,33 @@ async def test_one_client_serves_many_calls(client: WebhookClient, webhook: Webh
         "toaster-1",
         "toaster-2",
     ]
+
+
+async def test_every_exchange_is_told_to_the_observer(webhook: Webhook) -> None:
+    exchanges: list[WebhookExchange] = []
+    observed = WebhookClient(timeout_seconds=5, observer=exchanges.append)
+    try:
+        webhook.answer({"iotHubHostName": "toasters.example"})
+        await observed.allocate(webhook.url, request_body())
+        webhook.answer({"error": "no"}, status=500)
+        with pytest.raises(AllocationError):
+            await observed.allocate(webhook.url, request_body())
+    finally:
+        await observed.close()
+    good, bad = exchanges
+    assert (good.status, good.error, good.request) == (200, None, request_body())
+    assert good.answer is not None and json.loads(good.answer)["iotHubHostName"]
+    assert bad.status == 500 and bad.error is not None and bad.error.error_code == 400207
+    assert good.seconds >= 0 and good.url == webhook.url
+
+
+async def test_an_observer_that_raises_does_not_fail_the_allocation(webhook: Webhook) -> None:
+    def broken(exchange: WebhookExchange) -> None:
+        raise RuntimeError("observer bug")
+
+    observed = WebhookClient(timeout_seconds=5, observer=broken)
+    try:
+        answer = await observed.allocate(webhook.url, request_body())
+    finally:
+        await observed.close()
+    assert answer.iot_hub_host_name == "toasters.example"

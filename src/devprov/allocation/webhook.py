@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +25,7 @@ from devprov.domain.errors import (
 )
 from devprov.domain.models import IndividualEnrollment
 
+log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_SECONDS = 10.0
 MAX_RESPONSE_BYTES = 1024 * 1024
 
@@ -33,6 +37,23 @@ class WebhookAnswer:
     iot_hub_host_name: str
     initial_twin: dict[str, Any] | None
     payload: Any
+
+
+@dataclass(frozen=True)
+class WebhookExchange:
+    """One call to a webhook, as it went: what was posted, what came back (None when nothing
+    did), how long it took, and the refusal it ended in. The URL and bodies are as sent:
+    whoever shows them removes the secrets (the URL's `code`, say)."""
+
+    url: str
+    request: dict[str, Any]
+    status: int | None
+    answer: bytes | None
+    seconds: float
+    error: AllocationError | None = None
+
+
+ExchangeObserver = Callable[[WebhookExchange], None]
 
 
 def allocation_request(
@@ -53,8 +74,13 @@ def allocation_request(
 class WebhookClient:
     """Posts allocation requests over one pooled aiohttp session, with a timeout per call."""
 
-    def __init__(self, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        observer: ExchangeObserver | None = None,
+    ) -> None:
         self.timeout_seconds = timeout_seconds
+        self.observer = observer
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -70,14 +96,40 @@ class WebhookClient:
             await self._session.close()
 
     async def allocate(self, url: str, body: dict[str, Any]) -> WebhookAnswer:
-        status, raw = await self._post(url, body)
-        if not 200 <= status < 300:
-            raise AllocationError(
-                400,
-                CUSTOM_ALLOCATION_FAILED,
-                f"Custom allocation failed with status code: {status}",
-            )
-        return parse_answer(raw, body["linkedHubs"])
+        started = time.perf_counter()
+        status: int | None = None
+        raw: bytes | None = None
+        try:
+            status, raw = await self._post(url, body)
+            if not 200 <= status < 300:
+                raise AllocationError(
+                    400,
+                    CUSTOM_ALLOCATION_FAILED,
+                    f"Custom allocation failed with status code: {status}",
+                )
+            answer = parse_answer(raw, body["linkedHubs"])
+        except AllocationError as error:
+            self._observe(url, body, status, raw, started, error)
+            raise
+        self._observe(url, body, status, raw, started, None)
+        return answer
+
+    def _observe(
+        self,
+        url: str,
+        body: dict[str, Any],
+        status: int | None,
+        raw: bytes | None,
+        started: float,
+        error: AllocationError | None,
+    ) -> None:
+        if self.observer is None:
+            return
+        seconds = time.perf_counter() - started
+        try:
+            self.observer(WebhookExchange(url, body, status, raw, seconds, error))
+        except Exception:  # an observer's bug is never the device's
+            log.exception("webhook observer %r failed", self.observer)
 
     async def _post(self, url: str, body: dict[str, Any]) -> tuple[int, bytes]:
         try:

@@ -62,7 +62,7 @@ async def serve_websocket(
         applications,
         outgoing.put_nowait,
         lambda: outgoing.put_nowait(None),
-        Peer(tuple(peer_chain(ssl_object))),
+        Peer(tuple(peer_chain(ssl_object)), transport="mqtt-ws"),
         max_packet_bytes,
     )
 

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from cryptography import x509
 
@@ -29,9 +29,11 @@ CONNECT_TIMEOUT_SECONDS = 30.0
 
 @dataclass(frozen=True)
 class Peer:
-    """What the transport knows of the client: the certificate chain it presented (leaf first)."""
+    """What the transport knows of the client: the certificate chain it presented (leaf
+    first), and what carries it (`mqtt` over TLS, or `mqtt-ws` over a WebSocket)."""
 
     certificates: tuple[x509.Certificate, ...] = ()
+    transport: Literal["mqtt", "mqtt-ws"] = "mqtt"
 
 
 class Refusal(Exception):
