@@ -63,3 +63,13 @@ def test_tls_cert_and_key_go_together() -> None:
         Path("a.pem"),
         Path("k.pem"),
     )
+
+
+def test_observability_settings_and_the_token_rule() -> None:
+    settings = Settings.load()
+    assert (settings.log_format, settings.metrics, settings.console) == ("text", "loopback", True)
+    assert Settings.load(metrics="token", metrics_token="t0ken").metrics_token == "t0ken"
+    with pytest.raises(ValidationError, match="metrics_token"):
+        Settings.load(metrics="token")
+    with pytest.raises(ValidationError):
+        Settings.load(log_format="xml")

@@ -32,6 +32,7 @@ from devprov.hub.presence import Presence
 from devprov.hub.service import HubService
 from devprov.hubs.factory import ConnectorFactory, Connectors
 from devprov.instance import Instance, ensure_instance
+from devprov.log_format import configure_logging
 from devprov.process import raise_file_limit, trim_forever
 from devprov.registration.allocate import AllocationStage
 from devprov.registration.attest import Attestation
@@ -39,13 +40,16 @@ from devprov.registration.observe import Observer, Observers
 from devprov.registration.place import Placement
 from devprov.registration.provision import Provisioning
 from devprov.registration.service import RegistrationService, RegistrationSettings
+from devprov.server.activity_log import RegistrationLog
 from devprov.server.app import build_app
 from devprov.server.device_api import DeviceApi
 from devprov.server.dps_mqtt import DpsMqtt
+from devprov.server.health import add_health_routes
 from devprov.server.hub_api import HubApi
 from devprov.server.hub_mqtt import HubMqtt
+from devprov.server.metrics import Gauges, Metrics, MetricsAccess, add_metrics_route
 from devprov.server.mqtt_listener import MqttTlsProtocol
-from devprov.server.mqtt_session import MqttApplication
+from devprov.server.mqtt_session import MqttApplication, OpenSessions
 from devprov.server.routing import Router
 from devprov.server.service_api import ServiceApi
 from devprov.server.tls import (
@@ -62,7 +66,7 @@ from devprov.store.database import Store
 from devprov.store.directory import CachedDirectory
 from devprov.store.hub_messages import StoredMessageLog
 from devprov.store.registrations import StoredChallenges, StoredOperations, StoredRegistrations
-from devprov.store.schema import migrate
+from devprov.store.schema import head_revision, migrate
 
 log = logging.getLogger(__name__)
 OPERATION_RETENTION_SECONDS = 24 * 3600
@@ -148,6 +152,7 @@ class Devprov:
     store: Store
     registrations: RegistrationService
     hubs: HubService
+    metrics: Metrics
     stack: AsyncExitStack
 
     async def close(self) -> None:
@@ -161,7 +166,14 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
     async with AsyncExitStack() as stack:
         store = Store.connect(instance.database)
         stack.push_async_callback(store.close)
-        webhooks = WebhookClient(settings.webhook_timeout)
+        metrics = Metrics()
+        watching: list[Observer] = [*observers, RegistrationLog()]
+        observe_webhook = None
+        if settings.metrics != "off":  # off: not even counted (the benchmark's baseline)
+            watching.append(metrics.observe)
+            observe_webhook = metrics.webhook
+            store.on_batch = metrics.batch
+        webhooks = WebhookClient(settings.webhook_timeout, observe_webhook)
         stack.push_async_callback(webhooks.close)
         presence = Presence()
         factory = connector_factory(store, presence)
@@ -175,7 +187,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             connectors,
             webhooks,
             fast_path_seconds=settings.fast_path_seconds,
-            observers=observers,
+            observers=watching,
         )
         stack.push_async_callback(registrations.close)
         messages = StoredMessageLog(store, settings.hub_message_retention)
@@ -202,20 +214,28 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
 
         dps = DpsMqtt(registrations, settings.max_message_bytes)
         applications: Sequence[MqttApplication] = [HubMqtt(hubs), dps]
+        open_sessions = OpenSessions()
         known_hosts = {name.lower() for name in server_names(instance.host, instance.names)}
         known_hosts.add(instance.host_name.lower())
         router = Router()
+        add_health_routes(router, store.schema_revision, head_revision())
+        add_metrics_route(router, metrics, MetricsAccess(settings.metrics, settings.metrics_token))
         ServiceApi(
             Admin(store, factory.prepare), instance.policy, known_hosts, hubs, after_write
         ).add_routes(router)
         HubApi(hubs).add_routes(router)
         DeviceApi(
-            registrations, settings.max_message_bytes, applications, dps.max_packet_bytes
+            registrations,
+            settings.max_message_bytes,
+            applications,
+            dps.max_packet_bytes,
+            open_sessions,
         ).add_routes(router)
         shared = settings.workers > 1  # several processes accept on the same ports
         runner = web.AppRunner(build_app(router), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
+        metrics.watch(Gauges(_connections(runner, open_sessions), lambda: registrations.in_flight))
         site = web.TCPSite(
             runner,
             host=instance.host,
@@ -226,7 +246,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         )
         await site.start()
         mqtt_server = await asyncio.get_running_loop().create_server(
-            lambda: MqttTlsProtocol(applications, dps.max_packet_bytes),
+            lambda: MqttTlsProtocol(applications, dps.max_packet_bytes, open_sessions),
             host=instance.host,
             port=instance.mqtt_port,
             ssl=context,
@@ -242,8 +262,19 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             instance.host_name,
             instance.mqtt_port,
         )
-        return Devprov(instance, tls, store, registrations, hubs, stack.pop_all())
+        return Devprov(instance, tls, store, registrations, hubs, metrics, stack.pop_all())
     raise AssertionError("unreachable")  # pragma: no cover - the block returns or raises
+
+
+def _connections(runner: web.AppRunner, sessions: OpenSessions) -> Callable[[], dict[str, int]]:
+    """Open connections by transport: every HTTPS one (WebSocket ones included), and the MQTT
+    sessions over TLS and over WebSocket."""
+
+    def count() -> dict[str, int]:
+        server = runner.server
+        return {"https": len(server.connections) if server else 0, **sessions.by_transport}
+
+    return count
 
 
 async def _every(seconds: float, work: Callable[[], Awaitable[None]]) -> None:
@@ -293,12 +324,6 @@ async def serve_forever(settings: Settings) -> None:
         await devprov.close()
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
-    )
-
-
 def run(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM, in this process or in `settings.workers` processes.
 
@@ -332,5 +357,5 @@ def run(settings: Settings) -> None:
 
 def _worker(settings: Settings) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(serve_forever(settings))

@@ -246,3 +246,37 @@ async def test_update_that_changes_nothing_writes_nothing(store: Store) -> None:
     assert await store.update(Kind.ENROLLMENT, "kept", lambda current: None) is None
     stored = await store.get(Kind.ENROLLMENT, "kept")
     assert stored is not None and stored.etag == "e1"
+
+
+async def test_a_prefix_lists_and_counts_the_keys_that_start_with_it(store: Store) -> None:
+    keys = ["dev", "dev-1", "dev-10", "dev-2", "dew", "de", "sensor-1", "dev\u00e9"]
+    await store.write([put(key) for key in keys])
+    listed = await store.page(Kind.ENROLLMENT, prefix="dev-")
+    assert [row.key for row in listed] == ["dev-1", "dev-10", "dev-2"]
+    assert [row.key for row in await store.page(Kind.ENROLLMENT, prefix="dev", limit=2)] == [
+        "dev",
+        "dev-1",
+    ]
+    paged = await store.page(Kind.ENROLLMENT, prefix="dev", after="dev-2")
+    assert [row.key for row in paged] == ["dev\u00e9"]
+    assert await store.count(Kind.ENROLLMENT, prefix="dev") == 5
+    assert await store.count(Kind.ENROLLMENT, prefix="x") == 0
+
+
+async def test_count_by_a_lookup_column(store: Store) -> None:
+    await store.write(
+        [Put(Kind.HUB_DEVICE, f"h{n}/d{n}", "e", {}, {"hub_key": f"hub-{n % 2}"}) for n in range(5)]
+    )
+    assert await store.count_by(Kind.HUB_DEVICE, "hub_key") == {"hub-0": 3, "hub-1": 2}
+    assert await store.count(Kind.HUB_DEVICE, where={"hub_key": "hub-1"}) == 2
+
+
+async def test_the_schema_revision_is_readable_and_batches_are_told(store: Store) -> None:
+    from devprov.store.schema import head_revision
+
+    assert await store.schema_revision() == head_revision()
+    batches: list[tuple[int, float]] = []
+    store.on_batch = lambda size, seconds: batches.append((size, seconds))
+    await asyncio.gather(*(store.write([put(f"k{n}")]) for n in range(5)))
+    assert sum(size for size, _ in batches) == 5
+    assert all(seconds >= 0 for _, seconds in batches)

@@ -17,7 +17,7 @@ from devprov.registration import DeviceProof, OperationResult, RegistrationServi
 from devprov.registration.observe import Request, handling
 from devprov.server.http import TRACKING_ID, json_response, read_body, require_api_version
 from devprov.server.mqtt_listener import serve_websocket
-from devprov.server.mqtt_session import MqttApplication
+from devprov.server.mqtt_session import MqttApplication, OpenSessions
 from devprov.server.routing import Router
 from devprov.server.trust import peer_chain
 
@@ -51,11 +51,13 @@ class DeviceApi:
         max_message_bytes: int,
         mqtt_applications: Sequence[MqttApplication],
         max_packet_bytes: int,
+        open_sessions: OpenSessions | None = None,
     ) -> None:
         self.registrations = registrations
         self.max_message_bytes = max_message_bytes
         self.mqtt_applications = mqtt_applications
         self.max_packet_bytes = max_packet_bytes
+        self.open_sessions = open_sessions
 
     def add_routes(self, router: Router) -> None:
         base = "/{idScope}/registrations/{registrationId}"
@@ -65,7 +67,9 @@ class DeviceApi:
         router.add("GET", "/$iothub/websocket", self.websocket)
 
     async def websocket(self, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
-        return await serve_websocket(request, self.mqtt_applications, self.max_packet_bytes)
+        return await serve_websocket(
+            request, self.mqtt_applications, self.max_packet_bytes, self.open_sessions
+        )
 
     async def _registration_body(self, request: web.Request) -> RegisterRequest:
         require_api_version(request)

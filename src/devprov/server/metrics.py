@@ -1,0 +1,210 @@
+"""Prometheus metrics: registrations, stage latencies, webhook and connector errors, load.
+
+Counters and histograms are fed by observers (of registrations, webhook exchanges and store
+write batches); gauges that describe the present (open connections, registrations in flight)
+are read when /metrics is scraped, so they cost nothing in between. /metrics has its own access
+rule (`metrics` setting): loopback peers only (the default), anyone, a bearer token, or off.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from devprov.allocation.webhook import WebhookExchange
+from devprov.domain.errors import HUB_CONNECTOR_FAILED, PERMISSION_DENIED, DpsError, unauthorized
+from devprov.registration.observe import RegistrationEvent
+from devprov.server.routing import Router
+
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_STAGE_NAMES = {"allocation": "allocation", "placement": "hub_connector", "store": "store"}
+
+
+@dataclass
+class Gauges:
+    """Where the present is read from at scrape time: each a callable answering counts."""
+
+    connections: Callable[[], dict[str, int]]
+    in_flight: Callable[[], int]
+
+
+class _PresentCollector(Collector):
+    def __init__(self, gauges: Gauges) -> None:
+        self.gauges = gauges
+
+    def collect(self) -> Iterator[Metric]:
+        connections = GaugeMetricFamily(
+            "devprov_connections", "Open connections, by transport.", labels=["transport"]
+        )
+        for transport, count in sorted(self.gauges.connections().items()):
+            connections.add_metric([transport], count)
+        yield connections
+        yield GaugeMetricFamily(
+            "devprov_registrations_in_flight",
+            "Registrations attested and still being provisioned.",
+            value=self.gauges.in_flight(),
+        )
+
+
+class Metrics:
+    """devprov's metrics in a registry of their own (several devprovs may share a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.registrations = Counter(
+            "devprov_registrations",
+            "Registration outcomes (assigned, failed, refused), by transport, attestation and"
+            " errorCode.",
+            ["transport", "attestation", "outcome", "error_code"],
+            registry=registry,
+        )
+        self.stage_seconds = Histogram(
+            "devprov_stage_seconds",
+            "Seconds per stage: attestation, allocation, webhook, hub_connector, store.",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=registry,
+        )
+        self.registration_seconds = Histogram(
+            "devprov_registration_seconds",
+            "Seconds from a device's request to its registration's outcome, by transport.",
+            ["transport"],
+            buckets=STAGE_BUCKETS,
+            registry=registry,
+        )
+        self.webhook_calls = Counter(
+            "devprov_webhook_calls",
+            "Custom allocation webhook calls, by errorCode (0: answered well).",
+            ["error_code"],
+            registry=registry,
+        )
+        self.connector_errors = Counter(
+            "devprov_hub_connector_errors",
+            "Hub connector failures, by linked hub and errorCode.",
+            ["hub", "error_code"],
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "devprov_store_batch_size",
+            "Write operations committed together in one store transaction.",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        # Label children, looked up once: `.labels()` is the costly part of a hot-path update.
+        self._stage = {
+            name: self.stage_seconds.labels(name)
+            for name in ("attestation", "allocation", "webhook", "hub_connector", "store")
+        }
+        self._outcomes: dict[tuple[str, str, str, str], Counter] = {}
+        self._ends: dict[str, Histogram] = {}
+
+    def watch(self, gauges: Gauges) -> None:
+        """Read these gauges at every scrape."""
+        self.registry.register(_PresentCollector(gauges))
+
+    def observe(self, event: RegistrationEvent) -> None:
+        """A registration observer."""
+        kind = event.kind
+        if kind == "attested":
+            self._stage["attestation"].observe(event.seconds)
+            return
+        if kind not in ("assigned", "failed", "refused"):
+            return
+        request = event.request
+        transport = request.transport if request else "none"
+        error = event.error
+        key = (transport, event.attestation or "", kind, str(error.error_code) if error else "")
+        counter = self._outcomes.get(key)
+        if counter is None:
+            counter = self._outcomes[key] = self.registrations.labels(*key)
+        counter.inc()
+        if kind == "refused":
+            return
+        for stage, seconds in (event.stages or {}).items():
+            histogram = self._stage.get(_STAGE_NAMES.get(stage, ""))
+            if histogram is not None:
+                histogram.observe(seconds)
+        if request is not None:
+            end = self._ends.get(transport)
+            if end is None:
+                end = self._ends[transport] = self.registration_seconds.labels(transport)
+            end.observe(time.perf_counter() - request.received)
+        if error is not None and error.error_code == HUB_CONNECTOR_FAILED:
+            self.connector_errors.labels(event.hub or "", str(error.error_code)).inc()
+
+    def webhook(self, exchange: WebhookExchange) -> None:
+        """A webhook exchange observer."""
+        self._stage["webhook"].observe(exchange.seconds)
+        code = exchange.error.error_code if exchange.error else 0
+        self.webhook_calls.labels(str(code)).inc()
+
+    def batch(self, size: int, seconds: float) -> None:
+        """A store write-batch observer."""
+        self.batch_size.observe(size)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+@dataclass(frozen=True)
+class MetricsAccess:
+    """Who may read /metrics: `loopback` peers, anyone (`open`), a bearer `token`, or `off`."""
+
+    rule: str = "loopback"
+    token: str | None = None
+
+    def check(self, request: web.Request) -> None:
+        if self.rule == "open":
+            return
+        if self.rule == "token":
+            given = request.headers.get("Authorization", "")
+            scheme, _, credential = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                credential.strip().encode(), (self.token or "").encode()
+            ):
+                raise unauthorized("/metrics needs `Authorization: Bearer <metrics token>`.")
+            return
+        if self.rule == "loopback" and _is_loopback(request.remote):
+            return
+        raise DpsError(
+            403,
+            PERMISSION_DENIED,
+            "/metrics answers loopback peers only; see the `metrics` setting.",
+        )
+
+
+def _is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def add_metrics_route(router: Router, metrics: Metrics, access: MetricsAccess) -> None:
+    """GET /metrics, unless the rule is `off` (then it is not there at all: 404000)."""
+    if access.rule == "off":
+        return
+
+    async def exposition(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+        access.check(request)
+        response = web.Response(body=metrics.exposition())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    router.add("GET", "/metrics", exposition)
