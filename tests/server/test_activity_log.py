@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from tests.conftest import Running, Webhook
 from tests.helpers import create_group, custom_allocation, group_device_key, register
 
 
-def lines(caplog: pytest.LogCaptureFixture, logger: str) -> list[dict[str, object]]:
+def lines(caplog: pytest.LogCaptureFixture, logger: str) -> list[dict[str, Any]]:
     formatter = JsonFormatter()
     return [json.loads(formatter.format(r)) for r in caplog.records if r.name == logger]
 
