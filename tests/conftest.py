@@ -86,15 +86,9 @@ async def start_devprov(
     data_dir: Path, database_url: str, port: int | None = None, **options: Any
 ) -> Running:
     port = port or (443 if IN_NETNS else free_port())
+    options.setdefault("mqtt_port", 8883 if IN_NETNS else free_port())
     devprov = await start(
-        Settings(
-            data_dir=data_dir,
-            host="localhost",
-            https_port=port,
-            mqtt_port=8883 if IN_NETNS else free_port(),
-            db=database_url,
-            **options,
-        )
+        Settings(data_dir=data_dir, host="localhost", https_port=port, db=database_url, **options)
     )
     return Running(devprov, port, data_dir)
 

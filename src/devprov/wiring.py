@@ -50,6 +50,7 @@ from devprov.server.hub_mqtt import HubMqtt
 from devprov.server.metrics import Gauges, Metrics, MetricsAccess, add_metrics_route
 from devprov.server.mqtt_listener import MqttTlsProtocol
 from devprov.server.mqtt_session import MqttApplication, OpenSessions
+from devprov.server.openapi import add_openapi_route
 from devprov.server.routing import Router
 from devprov.server.service_api import ServiceApi
 from devprov.server.tls import (
@@ -220,6 +221,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         router = Router()
         add_health_routes(router, store.schema_revision, head_revision())
         add_metrics_route(router, metrics, MetricsAccess(settings.metrics, settings.metrics_token))
+        add_openapi_route(router)
         ServiceApi(
             Admin(store, factory.prepare), instance.policy, known_hosts, hubs, after_write
         ).add_routes(router)
