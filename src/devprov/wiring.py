@@ -23,7 +23,12 @@ from aiohttp import web
 from devprov.admin import Admin
 from devprov.allocation.allocator import Allocators
 from devprov.allocation.builtin import built_in_allocators
-from devprov.allocation.webhook import WebhookAllocator, WebhookClient
+from devprov.allocation.webhook import (
+    ExchangeObserver,
+    WebhookAllocator,
+    WebhookClient,
+    WebhookExchange,
+)
 from devprov.domain.models import LinkedHub
 from devprov.domain.records import Kind
 from devprov.hub import connector as builtin
@@ -42,6 +47,7 @@ from devprov.registration.provision import Provisioning
 from devprov.registration.service import RegistrationService, RegistrationSettings
 from devprov.server.activity_log import RegistrationLog
 from devprov.server.app import build_app
+from devprov.server.console import Activity, Console
 from devprov.server.device_api import DeviceApi
 from devprov.server.dps_mqtt import DpsMqtt
 from devprov.server.health import add_health_routes
@@ -167,14 +173,17 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
     async with AsyncExitStack() as stack:
         store = Store.connect(instance.database)
         stack.push_async_callback(store.close)
-        metrics = Metrics()
+        metrics, activity = Metrics(), Activity()
         watching: list[Observer] = [*observers, RegistrationLog()]
-        observe_webhook = None
+        exchanges: list[ExchangeObserver] = []
         if settings.metrics != "off":  # off: not even counted (the benchmark's baseline)
             watching.append(metrics.observe)
-            observe_webhook = metrics.webhook
+            exchanges.append(metrics.webhook)
             store.on_batch = metrics.batch
-        webhooks = WebhookClient(settings.webhook_timeout, observe_webhook)
+        if settings.console:
+            watching.append(activity.observe)
+            exchanges.append(activity.webhook)
+        webhooks = WebhookClient(settings.webhook_timeout, _fan_out(exchanges))
         stack.push_async_callback(webhooks.close)
         presence = Presence()
         factory = connector_factory(store, presence)
@@ -222,10 +231,18 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         add_health_routes(router, store.schema_revision, head_revision())
         add_metrics_route(router, metrics, MetricsAccess(settings.metrics, settings.metrics_token))
         add_openapi_route(router)
-        ServiceApi(
-            Admin(store, factory.prepare), instance.policy, known_hosts, hubs, after_write
-        ).add_routes(router)
+        admin = Admin(store, factory.prepare)
+        ServiceApi(admin, instance.policy, known_hosts, hubs, after_write).add_routes(router)
         HubApi(hubs).add_routes(router)
+        if settings.console:
+            Console(
+                admin,
+                lambda: instance.policies,
+                activity,
+                id_scope=instance.id_scope,
+                connector_kinds=factory.kinds,
+                after_write=after_write,
+            ).add_routes(router)
         DeviceApi(
             registrations,
             settings.max_message_bytes,
@@ -237,6 +254,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         runner = web.AppRunner(build_app(router), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
+        stack.callback(activity.feed.close)  # open live feeds end first, or cleanup waits
         metrics.watch(Gauges(_connections(runner, open_sessions), lambda: registrations.in_flight))
         site = web.TCPSite(
             runner,
@@ -266,6 +284,17 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         )
         return Devprov(instance, tls, store, registrations, hubs, metrics, stack.pop_all())
     raise AssertionError("unreachable")  # pragma: no cover - the block returns or raises
+
+
+def _fan_out(observers: list[ExchangeObserver]) -> ExchangeObserver | None:
+    if not observers:
+        return None
+
+    def observe(exchange: WebhookExchange) -> None:
+        for observer in observers:
+            observer(exchange)
+
+    return observe
 
 
 def _connections(runner: web.AppRunner, sessions: OpenSessions) -> Callable[[], dict[str, int]]:

@@ -83,6 +83,10 @@ class RecordStore(Protocol):
         """How many records `page` would list with these filters."""
         ...
 
+    async def count_by(self, kind: Kind, column: str) -> dict[str | None, int]:
+        """How many records hold each value of a lookup column."""
+        ...
+
     async def keys(self, kind: Kind) -> list[str]: ...
 
     async def create(self, put: Put) -> None:
