@@ -1,7 +1,8 @@
 """Managing what devprov serves: enrollments, groups, registration records, CAs, linked hubs.
 
-The service API and the CLI both go through this one module, so the rules (validation, etags,
-generated keys, what a view may show) hold whichever way a change arrives.
+The service API, the console and the CLI all go through this one module, so the rules
+(validation, etags, generated keys, what a view may show) hold whichever way a change arrives;
+it is longer than most modules for that reason: one facade, grouped by what it manages.
 """
 
 from __future__ import annotations

@@ -137,3 +137,26 @@ async def test_readiness_fails_when_the_store_does_not_answer() -> None:
     response = await handler(make_mocked_request("GET", "/readyz"), params)
     assert response.status == 503
     assert b"unreachable (ConnectionError)" in response.body  # type: ignore[attr-defined]
+
+
+def test_the_sample_dashboard_asks_only_for_metrics_devprov_exports() -> None:
+    import json
+
+    from devprov.server.metrics import Gauges, Metrics
+
+    metrics = Metrics()
+    metrics.watch(Gauges(lambda: {"https": 0}, lambda: 0))
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    exported = {
+        family.name + suffix
+        for family in metrics.registry.collect()
+        for suffix in suffixes[family.type]
+    }
+    dashboard = json.loads((Path(__file__).parents[2] / "docs/grafana-dashboard.json").read_text())
+    asked = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"devprov_\w+", target["expr"])
+    }
+    assert asked and asked <= exported, asked - exported

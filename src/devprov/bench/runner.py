@@ -46,6 +46,9 @@ class BenchConfig:
     baseline: bool = True
     seed_registrations: int = 0
     seed_enrollments: int = 0
+    observability: bool = True
+    """Serve as `serve` does by default (INFO log lines, metrics, console); False: WARNING
+    logs, metrics off and no console, the baseline observability's cost is measured from."""
 
 
 @dataclass
@@ -163,8 +166,11 @@ def devprov_server(config: BenchConfig) -> Iterator[tuple[dict[str, Any], int | 
             python, "-m", "devprov.cli", "serve", "--data-dir", str(data_dir),
             "--host", "127.0.0.1", "--https-port", str(https_port),
             "--mqtt-port", str(free_port()), "--workers", str(config.workers),
-            "--log-level", "WARNING",
         ]  # fmt: skip
+        if config.observability:
+            arguments += ["--log-level", "INFO", "--metrics", "loopback", "--console"]
+        else:
+            arguments += ["--log-level", "WARNING", "--metrics", "off", "--no-console"]
         if config.database:
             arguments += ["--db", config.database]
         with _process(arguments, https_port) as process:

@@ -117,7 +117,7 @@ async def feed_events(context: Context) -> web.StreamResponse:
         for entry in reversed(activity.journal.recent(FEED_BACKLOG)):
             backlog = feed_item(entry)
             if _wanted(backlog, request.query):
-                await response.write(_event(backlog))
+                await response.write(_event({**backlog, "backlog": True}))
         while True:
             try:
                 item: dict[str, Any] | None = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)

@@ -11,7 +11,7 @@ function cell(row, text, className) {
 
 function feedRow(item) {
   const row = document.createElement("tr");
-  row.className = "new";
+  if (!item.backlog) row.className = "new";
   row.dataset.registrationId = item.registrationId;
   cell(row, new Date(item.at * 1000).toLocaleTimeString());
   const link = document.createElement("a");
