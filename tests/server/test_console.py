@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import ssl
 from collections.abc import AsyncIterator
@@ -196,3 +197,46 @@ def test_redaction() -> None:
                    "webhookUrl": "http://h/?code=c", "symmetricKey": {}}) == {
         "primaryKey": "***", "nested": [{"connectionString": "***"}], "n": 1,
         "webhookUrl": "http://h/?code=***", "symmetricKey": {}}  # fmt: skip
+
+
+async def test_create_disable_edit_and_delete_a_group_through_forms(
+    running: Running, http: aiohttp.ClientSession
+) -> None:
+    await sign_in(http, running.connection_string)
+    token = csrf_of(await (await http.get("/console/groups/new")).text())
+    form = {
+        "csrf": token,
+        "id": "line-7",
+        "attestation": "symmetricKey",
+        "allocationPolicy": "static",
+        "iotHubs": "hub-1.example",
+        "initialTwin": '{"tags": {"a": 1}}',
+    }
+    await running.service().link_hub("hub-1.example")
+    created = await http.post("/console/groups/new", data=form, allow_redirects=False)
+    assert created.headers["Location"].startswith("/console/groups/line-7")
+    group = await running.service().call("GET", "/enrollmentGroups/line-7")
+    assert (group["allocationPolicy"], group["iotHubs"]) == ("static", ["hub-1.example"])
+    again = await http.post("/console/groups/new", data={**form, "back": "/x"},
+                            allow_redirects=False)  # fmt: skip
+    assert "error=409201" in again.headers["Location"]
+
+    await http.post("/console/groups/line-7/status", data={"csrf": token, "enabled": "false"})
+    group = await running.service().call("GET", "/enrollmentGroups/line-7")
+    assert group["provisioningStatus"] == "disabled"
+    edited = dict(group, initialTwin={"tags": {"b": 2}})
+    await http.post(
+        "/console/groups/line-7",
+        data={"csrf": token, "document": json.dumps(edited), "etag": group["etag"]},
+    )
+    group = await running.service().call("GET", "/enrollmentGroups/line-7")
+    assert group["initialTwin"] == {"tags": {"b": 2}}
+    stale = await http.post(
+        "/console/groups/line-7",
+        data={"csrf": token, "document": json.dumps(edited), "etag": "old", "back": "/x"},
+        allow_redirects=False,
+    )
+    assert "error=412001" in stale.headers["Location"]
+    await http.post("/console/groups/line-7/delete", data={"csrf": token})
+    listing = await (await http.get("/console/groups?q=line")).text()
+    assert "line-7" not in listing
