@@ -3,9 +3,11 @@
 Every log record of the `devprov` loggers (DEBUG and up, so debug lines are checked too) is
 formatted as devprov would write it, and kept. Each devprov the suite starts through
 `tests.conftest.start_devprov` tells `remember` its policies' keys and connection string, and,
-as it stops, every symmetric key in its store (enrollments', groups', and the device keys
-derived for the devices registered in each group). At the end of the run the kept lines are
-searched for those values and for token and connection-string shapes; any hit fails the run.
+as it stops, every secret in its store: enrollments' and groups' symmetric keys, the device
+keys derived for the devices registered in each group, linked hubs' connection strings (and
+their keys), and the keys of the devices on its built-in hubs. At the end of the run the kept
+lines are searched for those values and for token and connection-string shapes; any hit fails
+the run.
 """
 
 from __future__ import annotations
@@ -60,6 +62,17 @@ async def remember_store(store: Store) -> None:
     for group_key, key in groups.items():
         rows = await store.page(Kind.REGISTRATION, where={"group_key": group_key})
         _secrets.update(derive_device_key(key, row.document["registrationId"]) for row in rows)
+    for row in await store.page(Kind.LINKED_HUB):
+        text = row.document.get("connectionString")
+        if isinstance(text, str) and text:
+            _secrets.add(text)
+            parts = text.split(";")
+            _secrets.update(
+                p[len("SharedAccessKey=") :] for p in parts if p.startswith("SharedAccessKey=")
+            )
+    for row in await store.page(Kind.HUB_DEVICE):
+        keys = (row.document.get("authentication") or {}).get("symmetricKey") or {}
+        _secrets.update(value for value in keys.values() if isinstance(value, str) and value)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -185,8 +185,8 @@ async def hubs(context: Context) -> web.StreamResponse:
 async def link_hub(context: Context) -> web.StreamResponse:
     form = await context.form()
     host_name = form.get("hostName", "").strip()
-    body: dict[str, Any] = {"connector": form.get("connector") or "registry"}
-    for field in ("connectionString", "location"):
+    body: dict[str, Any] = {}
+    for field in ("connector", "connectionString", "location"):
         if form.get(field, "").strip():
             body[field] = form[field].strip()
     if form.get("allocationWeight", "").strip():
