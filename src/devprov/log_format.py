@@ -26,12 +26,15 @@ def emit(logger: logging.Logger, level: int, message: str, fields: Mapping[str, 
     logger.handle(record)
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return json.dumps(value) if (not value or " " in value or '"' in value) else value
-    if isinstance(value, float):
-        return f"{value:.3f}".rstrip("0").rstrip(".")
-    return json.dumps(value, default=str, separators=(",", ":"))
+def _pair(key: str, value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        if not value or " " in value or '"' in value or "=" in value:
+            return f"{key}={json.dumps(value, ensure_ascii=False)}"
+        return f"{key}={value}"
+    if kind is int or kind is float:
+        return f"{key}={value}"
+    return f"{key}={json.dumps(value, default=str, separators=(',', ':'))}"
 
 
 class TextFormatter(logging.Formatter):
@@ -45,9 +48,7 @@ class TextFormatter(logging.Formatter):
         fields: Mapping[str, Any] | None = getattr(record, "fields", None)
         if not fields:
             return line
-        pairs = " ".join(
-            f"{key}={_text(value)}" for key, value in fields.items() if value is not None
-        )
+        pairs = " ".join([_pair(key, value) for key, value in fields.items() if value is not None])
         head, newline, rest = line.partition("\n")  # keep a traceback below the line
         return f"{head} {pairs}{newline}{rest}"
 
@@ -77,7 +78,10 @@ def formatter(log_format: str) -> logging.Formatter:
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:
-    """Log to stderr at `level`, as text or JSON lines."""
+    """Log to stderr at `level`, as text or JSON lines. Lines name no thread (devprov is one
+    event loop a process): not looking it up makes every record cheaper."""
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.setFormatter(formatter(log_format))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

@@ -19,7 +19,7 @@ _OUTCOMES = {"assigned": logging.INFO, "failed": logging.WARNING, "refused": log
 
 
 def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
+    return int(seconds * 1_000_000) / 1000  # milliseconds to the microsecond
 
 
 class RegistrationLog:
