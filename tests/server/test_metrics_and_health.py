@@ -160,3 +160,13 @@ def test_the_sample_dashboard_asks_only_for_metrics_devprov_exports() -> None:
         for name in re.findall(r"devprov_\w+", target["expr"])
     }
     assert asked and asked <= exported, asked - exported
+
+
+def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
+    from devprov.server.metrics import _Histogram
+
+    histogram = _Histogram((1.0, 2.0))
+    for value in (0.5, 1.0, 1.5, 3.0):
+        histogram.observe(value)
+    assert histogram.buckets() == [("1.0", 2), ("2.0", 3), ("+Inf", 4)]
+    assert histogram.total == 6.0

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import math
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from devprov.allocation.webhook import WebhookExchange
@@ -61,58 +62,111 @@ class _PresentCollector(Collector):
         )
 
 
+class _Histogram:
+    """Counts per bucket and a sum, without locks: devprov observes and scrapes on one event
+    loop, and prometheus_client's thread-safe histograms cost ten times as much an update."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # le is inclusive: first bound >= v
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        cumulative, rows = 0, list[tuple[str, float]]()
+        for bound, count in zip((*self.bounds, math.inf), self.counts, strict=True):
+            cumulative += count
+            rows.append(("+Inf" if math.isinf(bound) else repr(float(bound)), cumulative))
+        return rows
+
+
+@dataclass(frozen=True)
+class _Family:
+    name: str
+    help: str
+    labels: tuple[str, ...]
+
+
+REGISTRATIONS = _Family(
+    "devprov_registrations",
+    "Registration outcomes (assigned, failed, refused), by transport, attestation and errorCode.",
+    ("transport", "attestation", "outcome", "error_code"),
+)
+STAGE_SECONDS = _Family(
+    "devprov_stage_seconds",
+    "Seconds per stage: attestation, allocation, webhook, hub_connector, store.",
+    ("stage",),
+)
+REGISTRATION_SECONDS = _Family(
+    "devprov_registration_seconds",
+    "Seconds from a device's request to its registration's outcome, by transport.",
+    ("transport",),
+)
+WEBHOOK_CALLS = _Family(
+    "devprov_webhook_calls",
+    "Custom allocation webhook calls, by errorCode (0: answered well).",
+    ("error_code",),
+)
+CONNECTOR_ERRORS = _Family(
+    "devprov_hub_connector_errors",
+    "Hub connector failures, by linked hub and errorCode.",
+    ("hub", "error_code"),
+)
+BATCH_SIZE = _Family(
+    "devprov_store_batch_size", "Write operations committed together in one store transaction.", ()
+)
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        for family, counts in (
+            (REGISTRATIONS, m.registrations),
+            (WEBHOOK_CALLS, m.webhook_calls),
+            (CONNECTOR_ERRORS, m.connector_errors),
+        ):
+            counter = CounterMetricFamily(family.name, family.help, labels=family.labels)
+            for key, value in sorted(counts.items()):
+                counter.add_metric(list(key), value)
+            yield counter
+        for family, histograms in (
+            (STAGE_SECONDS, m.stages),
+            (REGISTRATION_SECONDS, m.ends),
+            (BATCH_SIZE, {(): m.batch_size}),
+        ):
+            metric = HistogramMetricFamily(family.name, family.help, labels=family.labels)
+            for key, histogram in sorted(histograms.items()):
+                metric.add_metric(list(key), histogram.buckets(), histogram.total)
+            yield metric
+
+
 class Metrics:
-    """devprov's metrics in a registry of their own (several devprovs may share a process)."""
+    """devprov's metrics in a registry of their own (several devprovs may share a process).
+
+    Updates are plain dictionary and list operations; the Prometheus families are built from
+    them when /metrics is scraped."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        registry = self.registry
-        self.registrations = Counter(
-            "devprov_registrations",
-            "Registration outcomes (assigned, failed, refused), by transport, attestation and"
-            " errorCode.",
-            ["transport", "attestation", "outcome", "error_code"],
-            registry=registry,
-        )
-        self.stage_seconds = Histogram(
-            "devprov_stage_seconds",
-            "Seconds per stage: attestation, allocation, webhook, hub_connector, store.",
-            ["stage"],
-            buckets=STAGE_BUCKETS,
-            registry=registry,
-        )
-        self.registration_seconds = Histogram(
-            "devprov_registration_seconds",
-            "Seconds from a device's request to its registration's outcome, by transport.",
-            ["transport"],
-            buckets=STAGE_BUCKETS,
-            registry=registry,
-        )
-        self.webhook_calls = Counter(
-            "devprov_webhook_calls",
-            "Custom allocation webhook calls, by errorCode (0: answered well).",
-            ["error_code"],
-            registry=registry,
-        )
-        self.connector_errors = Counter(
-            "devprov_hub_connector_errors",
-            "Hub connector failures, by linked hub and errorCode.",
-            ["hub", "error_code"],
-            registry=registry,
-        )
-        self.batch_size = Histogram(
-            "devprov_store_batch_size",
-            "Write operations committed together in one store transaction.",
-            buckets=BATCH_BUCKETS,
-            registry=registry,
-        )
-        # Label children, looked up once: `.labels()` is the costly part of a hot-path update.
-        self._stage = {
-            name: self.stage_seconds.labels(name)
+        self.registrations: dict[tuple[str, ...], int] = {}
+        self.webhook_calls: dict[tuple[str, ...], int] = {}
+        self.connector_errors: dict[tuple[str, ...], int] = {}
+        self.stages = {
+            (name,): _Histogram(STAGE_BUCKETS)
             for name in ("attestation", "allocation", "webhook", "hub_connector", "store")
         }
-        self._outcomes: dict[tuple[str, str, str, str], Counter] = {}
-        self._ends: dict[str, Histogram] = {}
+        self.ends: dict[tuple[str, ...], _Histogram] = {}
+        self.batch_size = _Histogram(BATCH_BUCKETS)
+        self._stage = {name: histogram for (name,), histogram in self.stages.items()}
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_Collector(self))
 
     def watch(self, gauges: Gauges) -> None:
         """Read these gauges at every scrape."""
@@ -130,10 +184,7 @@ class Metrics:
         transport = request.transport if request else "none"
         error = event.error
         key = (transport, event.attestation or "", kind, str(error.error_code) if error else "")
-        counter = self._outcomes.get(key)
-        if counter is None:
-            counter = self._outcomes[key] = self.registrations.labels(*key)
-        counter.inc()
+        self.registrations[key] = self.registrations.get(key, 0) + 1
         if kind == "refused":
             return
         for stage, seconds in (event.stages or {}).items():
@@ -141,18 +192,19 @@ class Metrics:
             if histogram is not None:
                 histogram.observe(seconds)
         if request is not None:
-            end = self._ends.get(transport)
+            end = self.ends.get((transport,))
             if end is None:
-                end = self._ends[transport] = self.registration_seconds.labels(transport)
+                end = self.ends[(transport,)] = _Histogram(STAGE_BUCKETS)
             end.observe(time.perf_counter() - request.received)
         if error is not None and error.error_code == HUB_CONNECTOR_FAILED:
-            self.connector_errors.labels(event.hub or "", str(error.error_code)).inc()
+            errors = (event.hub or "", str(error.error_code))
+            self.connector_errors[errors] = self.connector_errors.get(errors, 0) + 1
 
     def webhook(self, exchange: WebhookExchange) -> None:
         """A webhook exchange observer."""
         self._stage["webhook"].observe(exchange.seconds)
-        code = exchange.error.error_code if exchange.error else 0
-        self.webhook_calls.labels(str(code)).inc()
+        code = (str(exchange.error.error_code if exchange.error else 0),)
+        self.webhook_calls[code] = self.webhook_calls.get(code, 0) + 1
 
     def batch(self, size: int, seconds: float) -> None:
         """A store write-batch observer."""
