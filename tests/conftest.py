@@ -21,7 +21,7 @@ from devprov.domain.records import Kind
 from devprov.settings import Settings
 from devprov.wiring import Devprov, start
 
-pytest_plugins = ["tests.tpm_support"]
+pytest_plugins = ["tests.tpm_support", "tests.log_secrets"]
 
 IN_NETNS = os.environ.get("DEVPROV_NETNS") == "1"
 PG_ADMIN = os.environ.get("DEVPROV_TEST_PG", "postgresql://root@/postgres?host=/var/run/postgresql")
@@ -86,18 +86,21 @@ async def start_devprov(
     data_dir: Path, database_url: str, port: int | None = None, **options: Any
 ) -> Running:
     port = port or (443 if IN_NETNS else free_port())
+    options.setdefault("mqtt_port", 8883 if IN_NETNS else free_port())
+    options.setdefault("amqp_port", 5671 if IN_NETNS else free_port())
     devprov = await start(
-        Settings(
-            data_dir=data_dir,
-            host="localhost",
-            https_port=port,
-            mqtt_port=8883 if IN_NETNS else free_port(),
-            amqp_port=5671 if IN_NETNS else free_port(),
-            db=database_url,
-            **options,
-        )
+        Settings(data_dir=data_dir, host="localhost", https_port=port, db=database_url, **options)
     )
-    return Running(devprov, port, data_dir)
+    running = Running(devprov, port, data_dir)
+    from tests import log_secrets  # the plugin (imported here: pytest registers it first)
+
+    log_secrets.started()
+    for policy in devprov.instance.policies:
+        log_secrets.remember(policy.primary_key, policy.secondary_key)
+    log_secrets.remember(running.connection_string, options.get("metrics_token"))
+    # Runs before the store closes (the stack closes newest first): its keys are known then.
+    devprov.stack.push_async_callback(log_secrets.remember_store, devprov.store)
+    return running
 
 
 @pytest.fixture

@@ -81,3 +81,13 @@ def test_the_payload_settings_come_from_the_file_or_flags(tmp_path: Path) -> Non
     assert flagged.allocators == {**from_file.allocators, "other": "m:f"}
     assert flagged.webhook_secret == "x"
     assert Settings.load().webhook_retries == 0  # off by default, as DPS
+
+
+def test_observability_settings_and_the_token_rule() -> None:
+    settings = Settings.load()
+    assert (settings.log_format, settings.metrics, settings.console) == ("text", "loopback", True)
+    assert Settings.load(metrics="token", metrics_token="t0ken").metrics_token == "t0ken"
+    with pytest.raises(ValidationError, match="metrics_token"):
+        Settings.load(metrics="token")
+    with pytest.raises(ValidationError):
+        Settings.load(log_format="xml")

@@ -1,7 +1,8 @@
 """Managing what devprov serves: enrollments, groups, registration records, CAs, linked hubs.
 
-The service API and the CLI both go through this one module, so the rules (validation, etags,
-generated keys, what a view may show) hold whichever way a change arrives.
+The service API, the console and the CLI all go through this one module, so the rules
+(validation, etags, generated keys, what a view may show) hold whichever way a change arrives;
+it is longer than most modules for that reason: one facade, grouped by what it manages.
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ MAX_PAGE_SIZE = 1000
 class Page:
     items: list[dict[str, Any]]
     continuation: str | None
+
+
+@dataclass(frozen=True)
+class Found:
+    """One page of a search: its records, how many match in all, and the key to go on after."""
+
+    items: list[dict[str, Any]]
+    total: int
+    after: str | None
 
 
 @dataclass(frozen=True)
@@ -176,6 +186,34 @@ class Admin:
         more = len(rows) > size
         return Page(items, encode_continuation(rows[size - 1].key) if more else None)
 
+    async def search(
+        self,
+        spec: EnrollmentKind[EnrollmentT],
+        prefix: str = "",
+        *,
+        after: str | None = None,
+        size: int = DEFAULT_PAGE_SIZE,
+        attestation: str | None = None,
+    ) -> Found:
+        """Records whose id starts with `prefix` (without case), a page at a time, through the
+        key's index and the attestation column's: as fast for 100,000 records as for ten."""
+        where = {"attestation": attestation} if attestation else None
+        key_prefix = id_key(prefix.strip())
+        rows = await self.store.page(
+            spec.kind, after=after, limit=size + 1, where=where, prefix=key_prefix or None
+        )
+        total = await self.store.count(spec.kind, where=where, prefix=key_prefix or None)
+        items = [public_view(spec.model.model_validate(row.document)) for row in rows[:size]]
+        return Found(items, total, rows[size - 1].key if len(rows) > size else None)
+
+    async def set_status(
+        self, spec: EnrollmentKind[EnrollmentT], record_id: str, enabled: bool
+    ) -> dict[str, Any]:
+        """Enable or disable an enrollment or group, keys and all else kept."""
+        record = await self._load(spec, record_id)
+        record.provisioning_status = "enabled" if enabled else "disabled"
+        return await self.put(spec, record_id, record.to_wire(), record.etag)
+
     async def bulk(self, spec: EnrollmentKind[EnrollmentT], body: Any) -> dict[str, Any]:
         """Up to ten creates, updates or deletes; HTTP 200 even when some fail, as DPS."""
         operation = parse_model(BulkEnrollmentOperation, body, "bulk enrollment operation")
@@ -253,6 +291,29 @@ class Admin:
         items = [row.document for row in rows[:size]]
         more = len(rows) > size
         return Page(items, encode_continuation(rows[size - 1].key) if more else None)
+
+    async def search_registrations(
+        self,
+        prefix: str = "",
+        *,
+        group_id: str | None = None,
+        after: str | None = None,
+        size: int = DEFAULT_PAGE_SIZE,
+    ) -> Found:
+        """Registration records by id prefix, optionally of one group (both indexed)."""
+        where = {"group_key": id_key(group_id)} if group_id else None
+        key_prefix = id_key(prefix.strip()) or None
+        rows = await self.store.page(
+            Kind.REGISTRATION, after=after, limit=size + 1, where=where, prefix=key_prefix
+        )
+        total = await self.store.count(Kind.REGISTRATION, where=where, prefix=key_prefix)
+        items = [row.document for row in rows[:size]]
+        return Found(items, total, rows[size - 1].key if len(rows) > size else None)
+
+    async def devices_per_hub(self) -> dict[str, int]:
+        """How many device identities the built-in registry connector holds on each hub."""
+        counts = await self.store.count_by(Kind.HUB_DEVICE, "hub_key")
+        return {hub: count for hub, count in counts.items() if hub is not None}
 
     # Verified CAs ------------------------------------------------------------------------
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -82,6 +82,17 @@ class Settings(BaseSettings):
         10_000, ge=1, description="Device-to-cloud messages a built-in hub keeps (newest)."
     )
     log_level: str = Field("INFO", description="Logging level.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as readable text, or one JSON object a line."
+    )
+    metrics: Literal["loopback", "open", "token", "off"] = Field(
+        "loopback",
+        description="Who may read /metrics: loopback peers, anyone, a bearer token, or no one.",
+    )
+    metrics_token: str | None = Field(
+        None, description="The bearer token /metrics asks for when metrics = 'token'."
+    )
+    console: bool = Field(True, description="Serve the web console at /console.")
 
     @classmethod
     def settings_customise_sources(
@@ -106,6 +117,12 @@ class Settings(BaseSettings):
         )
         loaded: Settings = reading(**given)
         return cls.model_validate(loaded.model_dump())
+
+    @model_validator(mode="after")
+    def _token_rule_has_a_token(self) -> Settings:
+        if self.metrics == "token" and not self.metrics_token:
+            raise ValueError("metrics = 'token' needs metrics_token (the bearer token to ask for)")
+        return self
 
     def tls_pair(self) -> tuple[Path, Path] | None:
         """The user's own certificate and key, when both are set."""

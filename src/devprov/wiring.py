@@ -25,7 +25,7 @@ from devprov.admin import Admin
 from devprov.allocation.allocator import Allocators
 from devprov.allocation.builtin import built_in_allocators
 from devprov.allocation.custom import CustomAllocator
-from devprov.allocation.exchanges import ExchangeLog
+from devprov.allocation.exchanges import ExchangeLog, ExchangeObserver, ObservedExchanges
 from devprov.allocation.functions import InProcessAllocators, parse_allocator_specs
 from devprov.allocation.webhook import WebhookClient
 from devprov.domain.models import LinkedHub
@@ -37,6 +37,7 @@ from devprov.hub.service import HubService
 from devprov.hubs.factory import ConnectorFactory, Connectors
 from devprov.instance import Instance, ensure_instance
 from devprov.issuing_cas import IssuingCas
+from devprov.log_format import configure_logging
 from devprov.process import raise_file_limit, trim_forever
 from devprov.registration.allocate import AllocationStage
 from devprov.registration.attest import Attestation
@@ -46,15 +47,20 @@ from devprov.registration.place import Placement
 from devprov.registration.ports import CredentialIssuers
 from devprov.registration.provision import Provisioning
 from devprov.registration.service import RegistrationService, RegistrationSettings
+from devprov.server.activity_log import RegistrationLog
 from devprov.server.amqp_listener import AmqpTlsProtocol
 from devprov.server.app import build_app
+from devprov.server.console import Activity, Console
 from devprov.server.device_api import DeviceApi
 from devprov.server.dps_amqp import DpsAmqp
 from devprov.server.dps_mqtt import DpsMqtt
+from devprov.server.health import add_health_routes
 from devprov.server.hub_api import HubApi
 from devprov.server.hub_mqtt import HubMqtt
+from devprov.server.metrics import Gauges, Metrics, MetricsAccess, add_metrics_route
 from devprov.server.mqtt_listener import MqttTlsProtocol
-from devprov.server.mqtt_session import MqttApplication
+from devprov.server.mqtt_session import MqttApplication, OpenSessions
+from devprov.server.openapi import add_openapi_route
 from devprov.server.routing import Router
 from devprov.server.service_api import ServiceApi
 from devprov.server.tls import (
@@ -72,7 +78,7 @@ from devprov.store.directory import CachedDirectory
 from devprov.store.exchanges import StoredExchanges
 from devprov.store.hub_messages import StoredMessageLog
 from devprov.store.registrations import StoredChallenges, StoredOperations, StoredRegistrations
-from devprov.store.schema import migrate
+from devprov.store.schema import head_revision, migrate
 
 log = logging.getLogger(__name__)
 OPERATION_RETENTION_SECONDS = 24 * 3600
@@ -164,6 +170,7 @@ class Devprov:
     store: Store
     registrations: RegistrationService
     hubs: HubService
+    metrics: Metrics
     stack: AsyncExitStack
     data_dir: Path
 
@@ -178,6 +185,16 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
     async with AsyncExitStack() as stack:
         store = Store.connect(instance.database)
         stack.push_async_callback(store.close)
+        metrics, activity = Metrics(), Activity()
+        watching: list[Observer] = [*observers, RegistrationLog()]
+        exchanged: list[ExchangeObserver] = []
+        if settings.metrics != "off":  # off: not even counted (the benchmark's baseline)
+            watching.append(metrics.observe)
+            exchanged.append(metrics.webhook)
+            store.on_batch = metrics.batch
+        if settings.console:
+            watching.append(activity.observe)
+            exchanged.append(activity.webhook)
         webhooks = WebhookClient(
             settings.webhook_timeout,
             secret=settings.webhook_secret,
@@ -199,10 +216,12 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             connectors,
             webhooks,
             functions=functions,
-            exchanges=StoredExchanges(store, settings.exchange_log_size),
+            exchanges=ObservedExchanges(
+                StoredExchanges(store, settings.exchange_log_size), exchanged
+            ),
             issuers=IssuingCas(store, settings.data_dir),
             fast_path_seconds=settings.fast_path_seconds,
-            observers=observers,
+            observers=watching,
         )
         stack.push_async_callback(registrations.close)
         messages = StoredMessageLog(store, settings.hub_message_retention)
@@ -229,21 +248,40 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
 
         dps = DpsMqtt(registrations, settings.max_message_bytes)
         applications: Sequence[MqttApplication] = [HubMqtt(hubs), dps]
+        open_sessions = OpenSessions()
         known_hosts = {name.lower() for name in server_names(instance.host, instance.names)}
         known_hosts.add(instance.host_name.lower())
         router = Router()
-        ServiceApi(
-            Admin(store, factory.prepare), instance.policy, known_hosts, hubs, after_write
-        ).add_routes(router)
+        add_health_routes(router, store.schema_revision, head_revision())
+        add_metrics_route(router, metrics, MetricsAccess(settings.metrics, settings.metrics_token))
+        add_openapi_route(router)
+        admin = Admin(store, factory.prepare)
+        ServiceApi(admin, instance.policy, known_hosts, hubs, after_write).add_routes(router)
         HubApi(hubs).add_routes(router)
+        if settings.console:
+            Console(
+                admin,
+                lambda: instance.policies,
+                activity,
+                id_scope=instance.id_scope,
+                connector_kinds=factory.kinds,
+                after_write=after_write,
+            ).add_routes(router)
         dps_amqp = DpsAmqp(registrations, settings.max_message_bytes)
         DeviceApi(
-            registrations, settings.max_message_bytes, applications, dps.max_packet_bytes, dps_amqp
+            registrations,
+            settings.max_message_bytes,
+            applications,
+            dps.max_packet_bytes,
+            open_sessions,
+            dps_amqp,
         ).add_routes(router)
         shared = settings.workers > 1  # several processes accept on the same ports
         runner = web.AppRunner(build_app(router), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
+        stack.callback(activity.feed.close)  # open live feeds end first, or cleanup waits
+        metrics.watch(Gauges(_connections(runner, open_sessions), lambda: registrations.in_flight))
         site = web.TCPSite(
             runner,
             host=instance.host,
@@ -254,7 +292,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         )
         await site.start()
         mqtt_server = await asyncio.get_running_loop().create_server(
-            lambda: MqttTlsProtocol(applications, dps.max_packet_bytes),
+            lambda: MqttTlsProtocol(applications, dps.max_packet_bytes, open_sessions),
             host=instance.host,
             port=instance.mqtt_port,
             ssl=context,
@@ -282,9 +320,20 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             instance.amqp_port,
         )
         return Devprov(
-            instance, tls, store, registrations, hubs, stack.pop_all(), settings.data_dir
+            instance, tls, store, registrations, hubs, metrics, stack.pop_all(), settings.data_dir
         )
     raise AssertionError("unreachable")  # pragma: no cover - the block returns or raises
+
+
+def _connections(runner: web.AppRunner, sessions: OpenSessions) -> Callable[[], dict[str, int]]:
+    """Open connections by transport: every HTTPS one (WebSocket ones included), and the MQTT
+    sessions over TLS and over WebSocket."""
+
+    def count() -> dict[str, int]:
+        server = runner.server
+        return {"https": len(server.connections) if server else 0, **sessions.by_transport}
+
+    return count
 
 
 async def _every(seconds: float, work: Callable[[], Awaitable[None]]) -> None:
@@ -334,12 +383,6 @@ async def serve_forever(settings: Settings) -> None:
         await devprov.close()
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
-    )
-
-
 def run(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM, in this process or in `settings.workers` processes.
 
@@ -373,5 +416,5 @@ def run(settings: Settings) -> None:
 
 def _worker(settings: Settings) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(serve_forever(settings))

@@ -88,3 +88,12 @@ def test_a_built_in_hub_gets_its_own_connection_string() -> None:
     for bad in ("HostName=other.example;SharedAccessKeyName=x;SharedAccessKey=a2V5", "garbage"):
         with pytest.raises(DpsError):
             prepare(HUB.model_copy(update={"connection_string": bad}))
+
+
+def test_a_built_in_hub_needs_a_name_a_certificate_can_carry() -> None:
+    """Found by the OpenAPI fuzz run: a non-ASCII name broke the server certificate (500)."""
+    assert prepare(HUB.model_copy(update={"host_name": "127.0.0.1"})).connection_string
+    for bad in ("h\u00fcb.example", "a..b", "-a.example", "a b"):
+        with pytest.raises(DpsError) as refused:
+            prepare(HUB.model_copy(update={"host_name": bad}))
+        assert refused.value.error_code == 400004

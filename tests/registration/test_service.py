@@ -13,7 +13,7 @@ from devprov.domain.errors import DpsError
 from devprov.protocol.dps import RegisterRequest
 from devprov.registration.allocate import AllocationStage
 from devprov.registration.attest import Attestation, DeviceProof
-from devprov.registration.observe import Observers, RegistrationEvent
+from devprov.registration.observe import Observers, RegistrationEvent, Request, handling
 from devprov.registration.place import Placement
 from devprov.registration.provision import Provisioning
 from devprov.registration.service import RegistrationService, RegistrationSettings
@@ -105,6 +105,7 @@ async def test_a_slow_registration_is_polled_until_its_operation_is_done() -> No
     service = Service(fast_path_seconds=0.01, allocationPolicy="static", iotHubs=["hub.example"])
     result = await service.register()
     assert result.pending and result.retry_after == 1
+    assert service.service.in_flight == 1
     operation_id = result.body["operationId"]
     attested = await service.service.attest(SCOPE, "dev-1", proof())
     assert (await service.service.poll(attested, operation_id)).pending
@@ -117,6 +118,7 @@ async def test_a_slow_registration_is_polled_until_its_operation_is_done() -> No
         await asyncio.sleep(0.01)
     assert polled.body["status"] == "assigned"
     assert polled.body["registrationState"]["payload"] == {"late": True}
+    assert service.service.in_flight == 0
 
 
 async def test_a_refusal_is_observed_and_leaves_nothing_behind() -> None:
@@ -160,3 +162,26 @@ async def test_a_body_the_enrollment_refuses_is_refused_before_anything_is_recor
     assert service.hub.devices == {}
     assert [event.kind for event in service.events] == ["attested", "refused"]
     assert service.events[-1].error is refused.value
+
+
+async def test_the_outcome_event_tells_what_the_device_sent_and_got() -> None:
+    service = Service(initialTwin={"tags": {"line": 1}})
+    with handling(Request("mqtt", "tracking-1", 0.0)):
+        result = await service.register()
+    outcome = service.events[-1]
+    assert outcome.kind == "assigned"
+    assert outcome.payload == {"p": 1}
+    assert outcome.record == result.body["registrationState"]
+    assert outcome.initial_twin == {"tags": {"line": 1}}
+    assert outcome.stages is not None
+    assert set(outcome.stages) == {"allocation", "placement", "store"}
+    assert all(event.request == Request("mqtt", "tracking-1", 0.0) for event in service.events)
+
+
+async def test_a_failed_outcome_still_times_the_stage_that_failed() -> None:
+    service = Service()
+    service.hub.fail_with = RuntimeError("down")
+    await service.register()
+    outcome = service.events[-1]
+    assert outcome.stages is not None and "placement" in outcome.stages
+    assert outcome.request is None  # no transport said which request this was

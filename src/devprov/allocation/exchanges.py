@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from devprov.domain.exchanges import Exchange
+
+log = logging.getLogger(__name__)
+ExchangeObserver = Callable[[Exchange], None]
+"""Told of each exchange as it is recorded (metrics, the console); must be quick."""
 
 
 class ExchangeLog(Protocol):
@@ -29,3 +35,20 @@ class ExchangeReader(Protocol):
         ...
 
     async def get(self, exchange_id: str) -> Exchange | None: ...
+
+
+class ObservedExchanges:
+    """An exchange log that also tells observers of each exchange (an observer's failure is
+    logged, never the device's)."""
+
+    def __init__(self, exchanges: ExchangeLog, observers: Iterable[ExchangeObserver]) -> None:
+        self.exchanges = exchanges
+        self.observers = list(observers)
+
+    async def record(self, exchange: Exchange) -> None:
+        for observer in self.observers:
+            try:
+                observer(exchange)
+            except Exception:
+                log.exception("exchange observer %r failed", observer)
+        await self.exchanges.record(exchange)

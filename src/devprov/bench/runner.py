@@ -53,6 +53,9 @@ class BenchConfig:
     allocations: list[str] = field(default_factory=lambda: ["hashed"])
     seed_registrations: int = 0
     seed_enrollments: int = 0
+    observability: bool = True
+    """Serve as `serve` does by default (INFO log lines, metrics, console); False: WARNING
+    logs, metrics off and no console, the baseline observability's cost is measured from."""
 
 
 @dataclass
@@ -177,6 +180,10 @@ def devprov_server(config: BenchConfig) -> Iterator[tuple[dict[str, Any], int | 
             "--workers", str(config.workers),
             "--log-level", "WARNING",
         ]  # fmt: skip
+        if config.observability:
+            arguments += ["--log-level", "INFO", "--metrics", "loopback", "--console"]
+        else:
+            arguments += ["--log-level", "WARNING", "--metrics", "off", "--no-console"]
         if config.database:
             arguments += ["--db", config.database]
         if "allocator" in config.allocations:

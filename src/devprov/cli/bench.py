@@ -55,6 +55,13 @@ def bench(
     seed_enrollments: Annotated[
         int, typer.Option(help="Individual enrollments put in the store first (bulk).")
     ] = 0,
+    observability: Annotated[
+        bool,
+        typer.Option(
+            help="Serve with INFO log lines, metrics and the console (as `serve` does);"
+            " --no-observability: WARNING logs, no metrics, no console, to measure their cost."
+        ),
+    ] = True,
     as_json_output: JsonFlag = False,
 ) -> None:
     """Provision a fleet of virtual devices and report rate, latency and server CPU."""
@@ -79,6 +86,7 @@ def bench(
         baseline=baseline,
         seed_registrations=seed_registrations,
         seed_enrollments=seed_enrollments,
+        observability=observability,
     )
     with Progress(
         TextColumn("{task.description:<30}"),

@@ -102,10 +102,27 @@ def serve(
         str | None,
         typer.Option(help="Link a built-in IoT hub of this name when no hub is linked yet."),
     ] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="Log lines as `text` (default) or `json`, one a line.")
+    ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(help="Who may read /metrics: `loopback` (default), `open`, `token` or `off`."),
+    ] = None,
+    metrics_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DEVPROV_METRICS_TOKEN", help="Bearer token for /metrics when --metrics token."
+        ),
+    ] = None,
+    console: Annotated[
+        bool | None, typer.Option("--console/--no-console", help="Serve the web console.")
+    ] = None,
 ) -> None:
     """Run devprov: the device APIs (HTTPS, MQTT, AMQP, both over WebSocket) and the service API."""
     from devprov.allocation.functions import parse_allocator_specs
-    from devprov.wiring import configure_logging, prepare, run
+    from devprov.log_format import configure_logging
+    from devprov.wiring import prepare, run
 
     settings = _settings(
         config,
@@ -127,6 +144,10 @@ def serve(
         workers=workers,
         log_level=log_level,
         default_hub=default_hub,
+        log_format=log_format,
+        metrics=metrics,
+        metrics_token=metrics_token,
+        console=console,
     )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
@@ -134,7 +155,7 @@ def serve(
         parse_allocator_specs(settings.allocators)  # a typo is told now, not at a registration
     except ValueError as error:
         raise fail(f"{error} (give --allocator NAME=package.module:function)") from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     instance, tls = prepare(settings)
     err_console.print(
         f"devprov: id scope [bold]{instance.id_scope}[/bold] on"

@@ -163,6 +163,16 @@ class LinkedHub(WireModel):
         return view
 
 
+class ProvisioningServiceErrorDetails(WireModel):
+    """The Azure error shape every refusal is answered with (see errors.py)."""
+
+    error_code: int
+    tracking_id: str
+    message: str
+    timestamp_utc: str | None = None
+    info: dict[str, Any] | None = None
+
+
 BulkMode = Literal["create", "update", "updateIfMatchETag", "delete"]
 
 

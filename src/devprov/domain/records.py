@@ -79,8 +79,20 @@ class RecordStore(Protocol):
         after: str | None = None,
         limit: int | None = None,
         where: Mapping[str, str] | None = None,
+        prefix: str | None = None,
     ) -> list[StoredDocument]:
-        """Records in key order after `after`, optionally filtered on lookup columns."""
+        """Records in key order after `after`, optionally filtered on lookup columns and on
+        how their key starts."""
+        ...
+
+    async def count(
+        self, kind: Kind, *, where: Mapping[str, str] | None = None, prefix: str | None = None
+    ) -> int:
+        """How many records `page` would list with these filters."""
+        ...
+
+    async def count_by(self, kind: Kind, column: str) -> dict[str | None, int]:
+        """How many records hold each value of a lookup column."""
         ...
 
     async def keys(self, kind: Kind) -> list[str]: ...

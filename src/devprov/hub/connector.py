@@ -9,6 +9,8 @@ when the hub is linked; service clients use it to reach the hub's REST API.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Any
 
 from devprov.domain.clock import now_timestamp
@@ -23,11 +25,30 @@ from devprov.hub.service import KIND
 from devprov.hubs.connector import DeviceIdentity
 
 __all__ = ["KIND", "BuiltinConnector", "prepare"]
+_DNS_NAME = re.compile(
+    r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*",
+    re.I,
+)
+
+
+def _certifiable(name: str) -> bool:
+    """Whether a name can go into the server certificate: an IP address or an ASCII DNS name."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return _DNS_NAME.fullmatch(name) is not None
+    return True
 
 
 def prepare(hub: LinkedHub) -> LinkedHub:
     """A built-in hub gets an `iothubowner` connection string when it has none; one given must
-    name the hub itself and carry a usable key."""
+    name the hub itself and carry a usable key. Its name goes into devprov's server certificate,
+    so it must be a DNS name (or an IP address)."""
+    if not _certifiable(hub.host_name):
+        raise bad_request(
+            f"hostName: a built-in hub's name goes into the server certificate: use letters,"
+            f" digits, '-' and '.' (or an IP address), not {hub.host_name!r}."
+        )
     if not hub.connection_string:
         return hub.model_copy(update={"connection_string": new_connection_string(hub.host_name)})
     fields = parse_connection_string(hub.connection_string)

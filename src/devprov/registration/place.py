@@ -29,13 +29,15 @@ class Placement:
         device_id: str,
         plan: Plan,
         linked: list[LinkedHub],
-    ) -> None:
+    ) -> dict[str, Any] | None:
+        """Carry out the plan; answers the initial twin applied on the hub (None: none was)."""
         twin = plan.twin
         if plan.carry_twin_from is not None:
             twin = await self._old_twin(linked, plan.carry_twin_from)
         await self._put_on_hub(attested, hub, device_id, twin)
         if plan.leave is not None:
             await self._remove(linked, plan.leave)
+        return twin
 
     async def _put_on_hub(
         self, attested: Attested, hub: LinkedHub, device_id: str, twin: dict[str, Any] | None

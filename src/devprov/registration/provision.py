@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from devprov.attestation.attested import Attested
@@ -33,6 +33,14 @@ class OperationResult:
     @property
     def pending(self) -> bool:
         return self.retry_after is not None
+
+
+@dataclass
+class _Trace:
+    """What one provisioning did, for its outcome event: each stage's seconds, the twin."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+    initial_twin: dict[str, Any] | None = None
 
 
 class Provisioning:
@@ -64,9 +72,10 @@ class Provisioning:
             DeviceRegistrationState.model_validate(previous_record) if previous_record else None
         )
         started = time.perf_counter()
+        trace = _Trace()
         error: DpsError | None = None
         try:
-            state = await self._assign(attested, payload, previous, pending)
+            state = await self._assign(attested, payload, previous, pending, trace)
         except DpsError as refusal:
             error = refusal
         except Exception:
@@ -75,10 +84,26 @@ class Provisioning:
         if error is not None:
             state = failed_state(attested, previous, error)
         record = state.to_wire()
+        saving = time.perf_counter()
         await self.records.save(record, attested.group_id, operation_id)
         if self.observers:
+            trace.stages["store"] = time.perf_counter() - saving
             kind: EventKind = "failed" if error else "assigned"
-            self._observe(kind, attested, started, hub=state.assigned_hub, error=error)
+            self.observers(
+                RegistrationEvent(
+                    kind,
+                    attested.registration_id,
+                    time.perf_counter() - started,
+                    enrollment=attested.group_id,
+                    attestation=attested.enrollment.attestation.type,
+                    hub=state.assigned_hub,
+                    error=error,
+                    payload=payload,
+                    record=record,
+                    initial_twin=trace.initial_twin,
+                    stages=trace.stages,
+                )
+            )
         return OperationResult(operation_status(operation_id, state.status, record))
 
     async def _assign(
@@ -87,11 +112,15 @@ class Provisioning:
         payload: Any,
         previous: DeviceRegistrationState | None,
         pending: PendingIssue | None,
+        trace: _Trace,
     ) -> DeviceRegistrationState:
         enrollment = attested.enrollment
         linked = await self.directory.linked_hubs()
         started = time.perf_counter()
-        hub, allocation = await self.allocation.allocate(attested, payload, linked, previous)
+        try:
+            hub, allocation = await self.allocation.allocate(attested, payload, linked, previous)
+        finally:
+            trace.stages["allocation"] = time.perf_counter() - started
         if self.observers:
             self._observe("allocated", attested, started, hub=hub.host_name)
         plan = reprovisioning.plan(
@@ -106,7 +135,10 @@ class Provisioning:
             # The hub identity takes the issued certificate: it is what the device connects with.
             attested = replace(attested, hub_authentication=issued.hub_authentication)
         started = time.perf_counter()
-        await self.placement.place(attested, hub, device_id, plan, linked)
+        try:
+            trace.initial_twin = await self.placement.place(attested, hub, device_id, plan, linked)
+        finally:
+            trace.stages["placement"] = time.perf_counter() - started
         if self.observers:
             self._observe("placed", attested, started, hub=hub.host_name)
         state = assigned_state(
@@ -123,7 +155,6 @@ class Provisioning:
         started: float,
         *,
         hub: str | None = None,
-        error: DpsError | None = None,
     ) -> None:
         self.observers(
             RegistrationEvent(
@@ -133,6 +164,5 @@ class Provisioning:
                 enrollment=attested.group_id,
                 attestation=attested.enrollment.attestation.type,
                 hub=hub,
-                error=error,
             )
         )

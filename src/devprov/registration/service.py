@@ -62,6 +62,12 @@ class RegistrationService:
         self.operations = operations
         self.observers = observers
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._provisioning = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Registrations attested and not yet finished (provisioning now)."""
+        return self._provisioning
 
     async def register(
         self, id_scope: str, registration_id: str, proof: DeviceProof, request: RegisterRequest
@@ -107,6 +113,8 @@ class RegistrationService:
         task = self._spawn(
             self.provisioning.provision(attested, operation_id, request.payload, previous, to_issue)
         )
+        self._provisioning += 1
+        task.add_done_callback(self._provisioned)
         done, _ = await asyncio.wait({task}, timeout=self.settings.fast_path_seconds)
         if done:
             return task.result()  # answered at once: no device will poll this operation
@@ -189,6 +197,9 @@ class RegistrationService:
                 )
             )
         return attested
+
+    def _provisioned(self, _task: asyncio.Task[Any]) -> None:
+        self._provisioning -= 1
 
     def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """A task kept until it ends (and cancelled by `close`)."""

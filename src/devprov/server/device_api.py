@@ -6,17 +6,19 @@ TPM devices register here only (DPS does no TPM over MQTT): their first register
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from aiohttp import web
 
 from devprov.protocol.dps import RegisterRequest, parse_register_body
 from devprov.registration import DeviceProof, OperationResult, RegistrationService
+from devprov.registration.observe import Request, handling
 from devprov.server import amqp_listener
 from devprov.server.dps_amqp import DpsAmqp
-from devprov.server.http import json_response, read_body, require_api_version
+from devprov.server.http import TRACKING_ID, json_response, read_body, require_api_version
 from devprov.server.mqtt_listener import serve_websocket
-from devprov.server.mqtt_session import MqttApplication
+from devprov.server.mqtt_session import MqttApplication, OpenSessions
 from devprov.server.routing import Router
 from devprov.server.trust import peer_chain
 
@@ -29,6 +31,11 @@ def proof_of(request: web.Request, body: RegisterRequest | None = None) -> Devic
         certificates=tuple(peer_chain(ssl_object)),
         tpm=body.tpm if body else None,
     )
+
+
+def https_request(request: web.Request) -> Request:
+    """The observed request: its trackingId is the one the error middleware gave it."""
+    return Request("https", request[TRACKING_ID], time.perf_counter())
 
 
 def operation_response(result: OperationResult) -> web.Response:
@@ -45,12 +52,14 @@ class DeviceApi:
         max_message_bytes: int,
         mqtt_applications: Sequence[MqttApplication],
         max_packet_bytes: int,
+        open_sessions: OpenSessions | None,
         amqp: DpsAmqp,
     ) -> None:
         self.registrations = registrations
         self.max_message_bytes = max_message_bytes
         self.mqtt_applications = mqtt_applications
         self.max_packet_bytes = max_packet_bytes
+        self.open_sessions = open_sessions
         self.amqp = amqp
 
     def add_routes(self, router: Router) -> None:
@@ -63,7 +72,9 @@ class DeviceApi:
     async def websocket(self, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
         if amqp_listener.offers_amqp(request):
             return await amqp_listener.serve_websocket(request, self.amqp)
-        return await serve_websocket(request, self.mqtt_applications, self.max_packet_bytes)
+        return await serve_websocket(
+            request, self.mqtt_applications, self.max_packet_bytes, self.open_sessions
+        )
 
     async def _registration_body(self, request: web.Request) -> RegisterRequest:
         require_api_version(request)
@@ -71,26 +82,29 @@ class DeviceApi:
         return parse_register_body(raw, self.max_message_bytes)
 
     async def register(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        body = await self._registration_body(request)
-        result = await self.registrations.register(
-            params["idScope"], params["registrationId"], proof_of(request, body), body
-        )
+        with handling(https_request(request)):
+            body = await self._registration_body(request)
+            result = await self.registrations.register(
+                params["idScope"], params["registrationId"], proof_of(request, body), body
+            )
         return operation_response(result)
 
     async def operation_status(self, request: web.Request, params: dict[str, str]) -> web.Response:
         require_api_version(request)
         await read_body(request, self.max_message_bytes)  # Node sends `{}`: read and ignore it
-        result = await self.registrations.operation_status(
-            params["idScope"],
-            params["registrationId"],
-            params["operationId"],
-            proof_of(request),
-        )
+        with handling(https_request(request)):
+            result = await self.registrations.operation_status(
+                params["idScope"],
+                params["registrationId"],
+                params["operationId"],
+                proof_of(request),
+            )
         return operation_response(result)
 
     async def status_lookup(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        body = await self._registration_body(request)
-        state = await self.registrations.status_lookup(
-            params["idScope"], params["registrationId"], proof_of(request, body), body
-        )
+        with handling(https_request(request)):
+            body = await self._registration_body(request)
+            state = await self.registrations.status_lookup(
+                params["idScope"], params["registrationId"], proof_of(request, body), body
+            )
         return json_response(state)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Coroutine
 from typing import Any
@@ -27,6 +28,7 @@ from devprov.protocol.dps_mqtt import (
     response_topic,
 )
 from devprov.registration import DeviceProof, OperationResult, RegistrationService
+from devprov.registration.observe import Request, Transport, handling
 from devprov.server.mqtt_session import Link, Peer, Refusal
 
 log = logging.getLogger(__name__)
@@ -63,11 +65,12 @@ class DpsMqtt:
             )
         password = connect.password.decode("utf-8", "replace") if connect.password else None
         proof = DeviceProof(authorization=password, certificates=peer.certificates)
-        client = DpsClient(self, identity, proof, link)
+        client = DpsClient(self, identity, proof, link, peer.transport)
         try:
-            client.attested = await self.registrations.attest(
-                identity.id_scope, identity.registration_id, proof
-            )
+            with handling(client.request()):
+                client.attested = await self.registrations.attest(
+                    identity.id_scope, identity.registration_id, proof
+                )
         except DpsError as error:
             if error.status == 401:
                 raise Refusal(mqtt.NOT_AUTHORIZED, error.message) from None
@@ -78,13 +81,24 @@ class DpsClient:
     """One device's DPS session over MQTT."""
 
     def __init__(
-        self, application: DpsMqtt, identity: Identity, proof: DeviceProof, link: Link
+        self,
+        application: DpsMqtt,
+        identity: Identity,
+        proof: DeviceProof,
+        link: Link,
+        transport: Transport = "mqtt",
     ) -> None:
         self.application = application
         self.identity = identity
         self.proof = proof
         self.link = link
+        self.transport = transport
         self.attested: Attested | None = None
+
+    def request(self) -> Request:
+        """A new observed request: MQTT has no request id of its own, so each gets a
+        trackingId here (the one an error body carries)."""
+        return Request(self.transport, str(uuid.uuid4()), time.perf_counter())
 
     @property
     def name(self) -> str:
@@ -101,16 +115,18 @@ class DpsClient:
 
     async def _answer(self, topic: RegisterTopic | StatusTopic, payload: bytes) -> None:
         retry_after: int | None = None
+        request = self.request()
         try:
-            result = await self._call(topic, payload)
+            with handling(request):
+                result = await self._call(topic, payload)
             status, body = (202 if result.pending else 200), result.body
             retry_after = result.retry_after
         except DpsError as error:
-            status, body = error.status, error_body(error, str(uuid.uuid4()))
+            status, body = error.status, error_body(error, request.tracking_id)
         except Exception:
             log.exception("MQTT request of %s failed", self.name)
             internal = DpsError(500, INTERNAL_ERROR, "Internal error; see the server log.")
-            status, body = internal.status, error_body(internal, str(uuid.uuid4()))
+            status, body = internal.status, error_body(internal, request.tracking_id)
         data = json.dumps(body, separators=(",", ":")).encode("ascii")
         self.link.publish(response_topic(status, topic.rid, retry_after), data)
 

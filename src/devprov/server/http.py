@@ -67,6 +67,8 @@ async def azure_errors(
         return error_response(
             request, DpsError(413, MESSAGE_TOO_LARGE, f"The request body is too large: {exc.text}")
         )
+    except web.HTTPRedirection:
+        raise  # the console's redirects after a form or to sign-in
     except web.HTTPException as exc:
         return error_response(request, DpsError(exc.status, exc.status * 1000, exc.reason))
     except Exception:

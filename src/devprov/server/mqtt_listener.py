@@ -9,23 +9,34 @@ from collections.abc import Sequence
 from aiohttp import WSMsgType, web
 
 from devprov.domain.errors import bad_request
-from devprov.server.mqtt_session import MqttApplication, MqttSession, Peer
+from devprov.server.mqtt_session import MqttApplication, MqttSession, OpenSessions, Peer
 from devprov.server.trust import peer_chain
 
 
 class MqttTlsProtocol(asyncio.Protocol):
     """Carries a session over a TLS socket (the MQTT port)."""
 
-    def __init__(self, applications: Sequence[MqttApplication], max_packet_bytes: int) -> None:
+    def __init__(
+        self,
+        applications: Sequence[MqttApplication],
+        max_packet_bytes: int,
+        open_sessions: OpenSessions | None = None,
+    ) -> None:
         self.applications = applications
         self.max_packet_bytes = max_packet_bytes
+        self.open_sessions = open_sessions
         self.session: MqttSession | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         peer = Peer(tuple(peer_chain(transport.get_extra_info("ssl_object"))))
         self.session = MqttSession(
-            self.applications, transport.write, transport.close, peer, self.max_packet_bytes
+            self.applications,
+            transport.write,
+            transport.close,
+            peer,
+            self.max_packet_bytes,
+            self.open_sessions,
         )
 
     def data_received(self, data: bytes) -> None:
@@ -44,7 +55,10 @@ def websocket_subprotocol(request: web.Request) -> str | None:
 
 
 async def serve_websocket(
-    request: web.Request, applications: Sequence[MqttApplication], max_packet_bytes: int
+    request: web.Request,
+    applications: Sequence[MqttApplication],
+    max_packet_bytes: int,
+    open_sessions: OpenSessions | None = None,
 ) -> web.StreamResponse:
     """MQTT over WebSocket: binary messages carry MQTT bytes."""
     subprotocol = websocket_subprotocol(request)
@@ -64,8 +78,9 @@ async def serve_websocket(
         applications,
         outgoing.put_nowait,
         lambda: outgoing.put_nowait(None),
-        Peer(tuple(peer_chain(ssl_object))),
+        Peer(tuple(peer_chain(ssl_object)), transport="mqtt-ws"),
         max_packet_bytes,
+        open_sessions,
     )
 
     async def pump() -> None:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from cryptography import x509
 
@@ -29,9 +29,24 @@ CONNECT_TIMEOUT_SECONDS = 30.0
 
 @dataclass(frozen=True)
 class Peer:
-    """What the transport knows of the client: the certificate chain it presented (leaf first)."""
+    """What the transport knows of the client: the certificate chain it presented (leaf
+    first), and what carries it (`mqtt` over TLS, or `mqtt-ws` over a WebSocket)."""
 
     certificates: tuple[x509.Certificate, ...] = ()
+    transport: Literal["mqtt", "mqtt-ws"] = "mqtt"
+
+
+class OpenSessions:
+    """How many MQTT connections are open, by what carries them (read by the metrics)."""
+
+    def __init__(self) -> None:
+        self.by_transport: dict[str, int] = {"mqtt": 0, "mqtt-ws": 0}
+
+    def opened(self, transport: str) -> None:
+        self.by_transport[transport] = self.by_transport.get(transport, 0) + 1
+
+    def closed(self, transport: str) -> None:
+        self.by_transport[transport] -= 1
 
 
 class Refusal(Exception):
@@ -101,9 +116,13 @@ class MqttSession:
         close: Callable[[], None],
         peer: Peer = Peer(),
         max_packet_bytes: int = mqtt.DEFAULT_MAX_PACKET_BYTES,
+        open_sessions: OpenSessions | None = None,
     ) -> None:
         self.applications = applications
         self.peer = peer
+        self.open_sessions = open_sessions
+        if open_sessions is not None:
+            open_sessions.opened(peer.transport)
         self.connection = mqtt.ServerConnection(max_packet_bytes=max_packet_bytes)
         self._write = write
         self._close = close
@@ -133,6 +152,9 @@ class MqttSession:
             self.close()
 
     def connection_lost(self) -> None:
+        if self.open_sessions is not None:
+            self.open_sessions.closed(self.peer.transport)
+            self.open_sessions = None  # counted once, however often this is called
         self.connection.close()
         if self._timer is not None:
             self._timer.cancel()

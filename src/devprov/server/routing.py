@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -49,6 +49,11 @@ class Router:
             part if part.startswith("{") else part.lower() for part in path.strip("/").split("/")
         )
         self.routes.setdefault(len(segments), []).append(Route(method.upper(), segments, handler))
+
+    def __iter__(self) -> Iterator[Route]:
+        """Every route, in the order added within each length."""
+        for routes in self.routes.values():
+            yield from routes
 
     def resolve(self, method: str, raw_path: str) -> tuple[Handler, dict[str, str]]:
         path = raw_path.split("?", 1)[0]

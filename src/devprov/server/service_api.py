@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from devprov.admin import GROUP, INDIVIDUAL, Admin, EnrollmentKind, Page, page_size
+from devprov.domain.errors import INTERNAL_ERROR, DpsError
 from devprov.domain.policies import PolicyLookup
-from devprov.server.http import json_response, no_content, read_json, require_api_version
+from devprov.server.activity_log import service_call
+from devprov.server.http import (
+    TRACKING_ID,
+    json_response,
+    no_content,
+    read_json,
+    require_api_version,
+)
 from devprov.server.routing import Router
 from devprov.server.service_auth import authorize
 
@@ -50,12 +59,32 @@ class ServiceApi:
 
     def _guard(self, right: str, call: ServiceCall) -> ServiceCall:
         async def guarded(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
-            require_api_version(request)
-            authorize(self.policy_of, request.headers.get("Authorization"), right, self.known_hosts)
-            response = await call(request, params)
-            if self.after_write is not None and request.method != "GET" and right in _WRITES:
-                await self.after_write()  # e.g. TLS must trust a new certificate at once
-            return response
+            started = time.perf_counter()
+            policy: str | None = None
+            status, error_code = 500, INTERNAL_ERROR
+            try:
+                require_api_version(request)
+                policy = authorize(
+                    self.policy_of, request.headers.get("Authorization"), right, self.known_hosts
+                )
+                response = await call(request, params)
+                if self.after_write is not None and request.method != "GET" and right in _WRITES:
+                    await self.after_write()  # e.g. TLS must trust a new certificate at once
+                status, error_code = response.status, 0
+                return response
+            except DpsError as error:
+                status, error_code = error.status, error.error_code
+                raise
+            finally:
+                service_call(
+                    request.method,
+                    request.path,
+                    status,
+                    time.perf_counter() - started,
+                    tracking_id=request.get(TRACKING_ID),
+                    policy=policy,
+                    error_code=error_code or None,
+                )
 
         return guarded
 

@@ -36,7 +36,10 @@ def strip_etag(value: str) -> str:
 
 
 WriteOp = Callable[[DbConnection], Awaitable[T]]
+BatchObserver = Callable[[int, float], None]
+"""Told each committed write batch: how many operations it held, and its seconds."""
 MAX_BATCH = 256
+PREFIX_END = "\U0010ffff"  # sorts after every character a key may hold (keys are compared bytewise)
 
 
 class Store:
@@ -52,6 +55,7 @@ class Store:
         self.database = database
         self._pending: list[tuple[WriteOp[Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self.on_batch: BatchObserver | None = None
 
     @classmethod
     def connect(cls, url: str) -> Store:
@@ -76,19 +80,48 @@ class Store:
         after: str | None = None,
         limit: int | None = None,
         where: Mapping[str, str] | None = None,
+        prefix: str | None = None,
     ) -> list[StoredDocument]:
-        """Records in key order, starting after `after`, optionally filtered on lookup columns."""
+        """Records in key order, starting after `after`, optionally filtered on lookup columns
+        and on how their key starts (a range of the key's index, so it stays fast)."""
         table = table_of(kind)
-        query = sa.select(table.c.key, table.c.etag, table.c.document).order_by(table.c.key)
+        query = _filtered(
+            sa.select(table.c.key, table.c.etag, table.c.document), kind, where, prefix
+        ).order_by(table.c.key)
         if after is not None:
             query = query.where(table.c.key > after)
-        for column, value in (where or {}).items():
-            query = query.where(table.c[column] == value)
         if limit is not None:
             query = query.limit(limit)
         async with self.database.connect() as connection:
             rows = (await connection.execute(query)).all()
         return [StoredDocument(row.key, row.etag, row.document) for row in rows]
+
+    async def count(
+        self, kind: Kind, *, where: Mapping[str, str] | None = None, prefix: str | None = None
+    ) -> int:
+        """How many records `page` would list with these filters and no limit."""
+        table = table_of(kind)
+        query = _filtered(sa.select(sa.func.count()).select_from(table), kind, where, prefix)
+        async with self.database.connect() as connection:
+            return int((await connection.execute(query)).scalar_one())
+
+    async def count_by(self, kind: Kind, column: str) -> dict[str | None, int]:
+        """How many records hold each value of a lookup column (an indexed one, to be fast)."""
+        table = table_of(kind)
+        value, count = table.c[column].label("value"), sa.func.count().label("n")
+        query = sa.select(value, count).group_by(table.c[column])
+        async with self.database.connect() as connection:
+            return {row.value: int(row.n) for row in await connection.execute(query)}
+
+    async def schema_revision(self) -> str | None:
+        """The migration the database is at (None when it has none): readiness compares it
+        with the newest this devprov knows."""
+        query = sa.text("SELECT version_num FROM alembic_version")
+        async with self.database.connect() as connection:
+            try:
+                return (await connection.execute(query)).scalar_one_or_none()
+            except sa.exc.DBAPIError:
+                return None
 
     async def revisions(self) -> Revisions:
         """The revision of every revised kind: equal answers mean nothing of them changed,
@@ -114,14 +147,6 @@ class Store:
         async with self.database.connect() as connection:
             return [row.key for row in await connection.execute(sa.select(table_of(kind).c.key))]
 
-    async def count(self, kind: Kind) -> int:
-        async with self.database.connect() as connection:
-            return int(
-                (
-                    await connection.execute(sa.select(sa.func.count()).select_from(table_of(kind)))
-                ).scalar_one()
-            )
-
     # Writes ----------------------------------------------------------------------------
 
     async def run(self, operation: WriteOp[T]) -> T:
@@ -139,6 +164,7 @@ class Store:
         so only the failing one fails (failures are rare: a stale etag, an existing id)."""
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            started = time.perf_counter()
             try:
                 async with self.database.begin() as connection:
                     results = await self._run_batch(connection, [op for op, _ in batch])
@@ -146,6 +172,8 @@ class Store:
                 for operation, future in batch:
                     await self._write_alone(operation, future)
                 continue
+            if self.on_batch is not None:
+                self.on_batch(len(batch), time.perf_counter() - started)
             for (_, future), value in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(value)
@@ -285,6 +313,20 @@ class Store:
         statement = statements_of(put.kind).upsert[self.database.dialect_name]
         await connection.execute(statement, _row(put))
         await _bump(connection, put.kind)
+
+
+SelectT = TypeVar("SelectT", bound=sa.Select[Any])
+
+
+def _filtered(
+    query: SelectT, kind: Kind, where: Mapping[str, str] | None, prefix: str | None
+) -> SelectT:
+    table = table_of(kind)
+    for column, value in (where or {}).items():
+        query = query.where(table.c[column] == value)
+    if prefix:
+        query = query.where(table.c.key >= prefix, table.c.key < prefix + PREFIX_END)
+    return query
 
 
 async def _bump(connection: DbConnection, kind: Kind) -> None:
