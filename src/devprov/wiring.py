@@ -29,6 +29,7 @@ from devprov.allocation.custom import CustomAllocator
 from devprov.allocation.exchanges import ExchangeLog
 from devprov.allocation.functions import InProcessAllocators, parse_allocator_specs
 from devprov.allocation.webhook import WebhookClient
+from devprov.domain.ids import id_key
 from devprov.domain.models import LinkedHub
 from devprov.domain.records import Kind
 from devprov.hub import connector as builtin
@@ -36,6 +37,7 @@ from devprov.hub.devices import HubDevices
 from devprov.hub.presence import Presence
 from devprov.hub.service import HubService
 from devprov.hubs import azure_iothub, http_hub, mosquitto
+from devprov.hubs.connector import ConnectorError, Finding
 from devprov.hubs.factory import ConnectorFactory, Connectors
 from devprov.instance import Instance, ensure_instance
 from devprov.issuing_cas import IssuingCas
@@ -115,6 +117,23 @@ def connector_factory(
     for kind in (azure_iothub, mosquitto, http_hub):
         factory.register(kind.KIND, partial(kind.build, timeout=timeout), kind.prepare)
     return factory
+
+
+async def check_hub(store: Store, host_name: str, seconds: float = 10.0) -> list[Finding] | None:
+    """What `devprov hub check` reports: the linked hub's connector built, started and asked
+    whether it can reach its hub and do its work (None when no such hub is linked)."""
+    stored = await store.get(Kind.LINKED_HUB, id_key(host_name))
+    if stored is None:
+        return None
+    hub = LinkedHub.model_validate(stored.document)
+    connector = connector_factory(store, timeout=seconds).build(hub)
+    try:
+        await connector.start()
+        return await connector.check(hub)
+    except ConnectorError as error:
+        return [Finding(f"start the {hub.connector} connector", False, str(error))]
+    finally:
+        await connector.close()
 
 
 async def link_default_hub(store: Store, factory: ConnectorFactory, name: str) -> None:

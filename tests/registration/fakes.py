@@ -117,6 +117,8 @@ class MemoryHub:
             self.twins[key] = identity.initial_twin
 
     async def read_twin(self, hub: LinkedHub, device_id: str) -> dict[str, Any] | None:
+        if self.fail_with is not None:
+            raise self.fail_with
         return self.twins.get((hub.host_name, device_id))
 
     async def remove_device(self, hub: LinkedHub, device_id: str) -> None:

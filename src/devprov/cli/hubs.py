@@ -81,6 +81,33 @@ def hub_show(
         console.print(f"[bold]{key}[/bold]: {value}", highlight=False, soft_wrap=True)
 
 
+@hub_app.command("check")
+def hub_check(
+    host_name: str,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    timeout: Annotated[float, typer.Option(help="Seconds each step may take.")] = 10.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Try a linked hub's connector: can it reach the hub, and may it do its work? Changes
+    nothing a device relies on; exits 1 when something is wrong, saying what."""
+
+    async def run(store: Store) -> list[Any] | None:
+        from devprov.wiring import check_hub
+
+        return await check_hub(store, host_name, timeout)
+
+    findings = with_store(data_dir, run)
+    if findings is None:
+        raise fail(f"IoT hub {host_name!r} is not linked (see `devprov hub list`).")
+    if as_json:
+        print(json.dumps([vars(finding) for finding in findings], indent=2))
+    for finding in [] if as_json else findings:
+        mark = "[green]✓[/green]" if finding.ok else "[red]✗[/red]"
+        console.print(f"{mark} {finding.what}: {finding.detail}", highlight=False, soft_wrap=True)
+    if not all(finding.ok for finding in findings):
+        raise typer.Exit(1)
+
+
 @hub_app.command("remove")
 def hub_remove(host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Unlink an IoT hub."""
