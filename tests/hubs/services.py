@@ -6,13 +6,13 @@ never answers, as a hung hub does.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,34 +34,34 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
-    async def start(self, seconds: float = 30.0) -> None:
-        self.process = await asyncio.to_thread(self._spawn)
-        for _ in range(int(seconds / 0.1)):
-            if self.process.poll() is not None:
-                pytest.fail(f"{self.name} exited {self.process.returncode}:\n{self.output()}")
-            if await asyncio.to_thread(_accepts, *self.ready):
-                return
-            await asyncio.sleep(0.1)
-        pytest.fail(f"{self.name} did not listen on {self.ready} within {seconds} s")
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def start(self, seconds: float = 60.0) -> None:
+        """Start and wait until it listens (blocking: call it through asyncio.to_thread from
+        a test's event loop)."""
         with open(self.cwd / f"{self.name}.log", "ab") as log:
-            return subprocess.Popen(
+            self.process = subprocess.Popen(
                 self.argv, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, **self.env},
             )  # fmt: skip
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"{self.name} exited {self.process.returncode}:\n{self.output()}")
+            if _accepts(*self.ready):
+                return
+            time.sleep(0.1)
+        pytest.fail(f"{self.name} did not listen on {self.ready} within {seconds} s")
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGCONT)  # a frozen process must run to end
         process.terminate()
         try:
-            await asyncio.to_thread(process.wait, 20)
+            process.wait(20)
         except subprocess.TimeoutExpired:
             process.kill()
-            await asyncio.to_thread(process.wait)
+            process.wait()
 
     def freeze(self) -> None:
         assert self.process is not None
