@@ -125,9 +125,7 @@ async def test_refused_connections_and_hangs_are_connector_errors_naming_the_hub
     try:
         with pytest.raises(ConnectorError, match=r"cannot connect to test hub .*attempts\)"):
             await call(client, f"http://127.0.0.1:{free_port()}/")
-        with pytest.raises(
-            ConnectorError, match=r"127\.0\.0\.1 did not answer within 1 s"
-        ):
+        with pytest.raises(ConnectorError, match=r"127\.0\.0\.1 did not answer within 1 s"):
             await call(client, server.url)
     finally:
         await client.close()
