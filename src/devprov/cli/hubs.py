@@ -25,11 +25,18 @@ def hub_add(
     host_name: str,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     connector: Annotated[
-        str, typer.Option(help="Hub connector: builtin (devprov's own IoT hub).")
+        str,
+        typer.Option(
+            help="Hub connector: builtin (devprov's own IoT hub), azure-iothub, mosquitto or"
+            " http (docs/hubs.md)."
+        ),
     ] = "builtin",
     connection_string: Annotated[
         str | None,
-        typer.Option(help="The connector's connection string (a built-in hub makes its own)."),
+        typer.Option(
+            help="The connector's connection string (a built-in hub makes its own): an IoT"
+            " hub's iothubowner one, mqtt://USER:PASSWORD@HOST:PORT, or Url=...;Secret=..."
+        ),
     ] = None,
     weight: Annotated[int, typer.Option(help="allocationWeight, 1-1000.")] = 1,
     apply_allocation_policy: Annotated[
@@ -58,8 +65,8 @@ def hub_list(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 def hub_show(
     host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False
 ) -> None:
-    """A linked hub with its connection string (for a built-in hub: its iothubowner one, which
-    the IoT Hub service SDKs take)."""
+    """A linked hub; a built-in hub's connection string (its iothubowner one, which the IoT Hub
+    service SDKs take) is shown, another connector's only as its host and user or key name."""
 
     async def read(store: Store) -> dict[str, Any]:
         from devprov.domain.ids import id_key
@@ -69,7 +76,11 @@ def hub_show(
         stored = await store.get(Kind.LINKED_HUB, id_key(host_name))
         if stored is None:
             raise fail(f"IoT hub {host_name!r} is not linked (see `devprov hub list`).")
+        from devprov.hubs.masking import masked
+
         hub = dict(stored.document)
+        if hub.get("connector", "builtin") != "builtin" and hub.get("connectionString"):
+            hub["connectionString"] = masked(hub["connectionString"])
         hub["devices"] = len(await HubDevices(store).list(hub["hostName"]))
         return hub
 

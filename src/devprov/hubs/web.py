@@ -142,8 +142,12 @@ class WebClient:
                 raise ConnectorError(f"{self.where}: TLS failed ({error})") from None
             except aiohttp.ClientConnectorError as error:
                 failure = ConnectorError(f"cannot connect to {self.where}: {error.strerror}")
-            except aiohttp.ClientError as error:
-                failure = ConnectorError(f"{self.where} failed: {type(error).__name__} {error}")
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
+                failure = ConnectorError(f"{self.where} failed: {error}")
+            except aiohttp.ClientError as error:  # its text may hold the URL, whose query may
+                failure = ConnectorError(
+                    f"{self.where} failed: {type(error).__name__}"
+                )  # be secret
             pause = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1))
             pause = retry_after if retry_after is not None else pause * random.uniform(0.5, 1.0)
             if loop.time() + pause >= deadline:
