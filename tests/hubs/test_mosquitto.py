@@ -50,7 +50,8 @@ class Broker:
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """Mosquitto with the shipped configuration; only its port changes, and it keeps root's
     rights (the test's directory is root's own)."""
-    if shutil.which("mosquitto") is None or shutil.which("mosquitto_ctrl") is None:
+    broker_binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
+    if broker_binary is None or shutil.which("mosquitto_ctrl") is None:
         pytest.fail("Debian's mosquitto package is needed (.ci/run installs it)")
     home = tmp_path_factory.mktemp("mosquitto")
     subprocess.run(
@@ -61,7 +62,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     shipped = (REPO / "examples" / "mosquitto" / "mosquitto.conf").read_text()
     config = shipped.replace("listener 18830 127.0.0.1", f"listener {port} 127.0.0.1")
     (home / "mosquitto.conf").write_text(config + "\nuser root\n")
-    service = Service("mosquitto", ["mosquitto", "-c", "mosquitto.conf"], ("127.0.0.1", port), home)
+    argv = [broker_binary, "-c", "mosquitto.conf"]
+    service = Service("mosquitto", argv, ("127.0.0.1", port), home)
     service.start()
     try:
         yield Broker(service, port)
