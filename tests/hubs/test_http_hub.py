@@ -171,3 +171,27 @@ async def test_check_tells_a_wrong_secret(dps: Running, receiver: Receiver) -> N
 
     assert checked.exit_code == 1
     assert "refused the signature" in checked.stdout and "y" * 32 not in checked.stdout
+
+
+@pytest.mark.parametrize(
+    ("connector", "text"),
+    [
+        ("azure-iothub", "HostName=things.devprov.test;SharedAccessKey=c2VjcmV0LXZhbHVl"),
+        ("mosquitto", "mqtt://admin:secret-value@"),
+        ("http", "Url=https://things.example;Secret=secret-value"),
+        ("kafka", "secret-value"),
+    ],
+)
+async def test_an_unusable_connection_string_is_refused_when_linked(
+    dps: Running, connector: str, text: str
+) -> None:
+    status, body, _ = await dps.service().request(
+        "PUT", f"/linkedHubs/{HUB}", {"connector": connector, "connectionString": text}
+    )
+
+    assert (status, body["errorCode"]) == (400, 400004), body
+    field = "connector:" if connector == "kafka" else "connectionString:"
+    assert body["message"].startswith(field), body
+    assert "secret-value" not in body["message"] and "c2VjcmV0LXZhbHVl" not in body["message"]
+    listed = await dps.service().call("GET", "/linkedHubs")
+    assert all("connectionString" not in hub for hub in listed)
