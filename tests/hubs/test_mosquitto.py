@@ -19,13 +19,16 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from azure.iot.device import ProvisioningDeviceClient
+from azure.iot.device import X509, ProvisioningDeviceClient
 from typer.testing import CliRunner
 
+from devprov import certmaker
+from devprov.certmaker import Issued
 from devprov.cli import app
 from devprov.domain.models import LinkedHub
 from devprov.hubs import mosquitto
 from devprov.hubs.connector import ConnectorError, DeviceIdentity
+from devprov.server.tls import ensure_certificates
 from tests.conftest import Running, fixed_ports, free_port, start_devprov
 from tests.helpers import create_enrollment, create_group, group_device_key, primary_key, register
 from tests.hubs.services import REPO, Service
@@ -38,9 +41,14 @@ TIMEOUT = 3.0
 
 
 class Broker:
-    def __init__(self, service: Service, port: int) -> None:
+    def __init__(
+        self, service: Service, port: int, tls_port: int, devices_ca: Issued, server_ca: str
+    ) -> None:
         self.service = service
         self.port = port
+        self.tls_port = tls_port  # X.509 devices: the CN of a certificate from devices_ca
+        self.devices_ca = devices_ca
+        self.server_ca = server_ca
 
     def url(self, password: str = ADMIN_PASSWORD) -> str:
         return f"mqtt://admin:{password}@127.0.0.1:{self.port}"
@@ -58,15 +66,23 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         ["mosquitto_ctrl", "dynsec", "init", "dynamic-security.json", "admin", ADMIN_PASSWORD],
         cwd=home, check=True, capture_output=True,
     )  # fmt: skip
-    port = free_port()
+    port, tls_port = free_port(), free_port()
+    devices_ca = certmaker.root_ca("devices CA")
+    (home / "devices-ca.pem").write_bytes(devices_ca.pem())
+    tls = ensure_certificates(home / "tls", ["127.0.0.1", "localhost"])
+    shutil.copy(tls.cert, home / "server.pem")
+    shutil.copy(tls.key, home / "server-key.pem")
     shipped = (REPO / "examples" / "mosquitto" / "mosquitto.conf").read_text()
     config = shipped.replace("listener 18830 127.0.0.1", f"listener {port} 127.0.0.1")
+    # The shipped X.509 listener, switched on.
+    x509 = config[config.index("# listener 18831") :]
+    config = config.replace(x509, x509.replace("# ", "").replace("18831", f"{tls_port} 127.0.0.1"))
     (home / "mosquitto.conf").write_text(config + "\nuser root\n")
     argv = [broker_binary, "-c", "mosquitto.conf"]
     service = Service("mosquitto", argv, ("127.0.0.1", port), home)
     service.start()
     try:
-        yield Broker(service, port)
+        yield Broker(service, port, tls_port, devices_ca, str(tls.ca_cert))
     finally:
         service.stop()
 
@@ -123,9 +139,14 @@ class Device:
             self.acks[mid] = tuple(granted)
             self.arrived.notify_all()
 
-    def connect(self) -> int:
-        """CONNACK's return code (0: accepted, 5: not authorised)."""
-        self.client.connect(self.host, self.broker.port)
+    def connect(self, certificate: tuple[Path, Path] | None = None) -> int:
+        """CONNACK's return code (0: accepted, 5: not authorised); with a certificate (chain and
+        key files), over TLS to the X.509 listener."""
+        port = self.broker.port
+        if certificate is not None:
+            self.client.tls_set(self.broker.server_ca, str(certificate[0]), str(certificate[1]))
+            port = self.broker.tls_port
+        self.client.connect(self.host, port)
         self.client.loop_start()
         with self.arrived:
             assert self.arrived.wait_for(lambda: self.connack is not None, 10)
@@ -301,3 +322,54 @@ async def test_the_connector_keeps_x509_devices_passwordless_and_refuses_wildcar
         assert await connector.read_twin(hub, "cert-1") is None
     finally:
         await connector.close()
+
+
+@fixed_ports
+async def test_an_x509_device_connects_by_certificate_to_its_own_topics_only(
+    dps: Running, broker: Broker, tmp_path: Path
+) -> None:
+    """A group of X.509 devices whose CA the broker's TLS listener trusts: the device's client
+    has no password, its certificate's CN is its user name, its role its topics."""
+    service, root = dps.service(), broker.devices_ca
+    await service.call("PUT", "/certificates/devices", {"certificate": root.pem().decode()})
+    code = await service.call("POST", "/certificates/devices/generateVerificationCode")
+    proof = certmaker.verification(code["properties"]["verificationCode"], root)
+    await service.call(
+        "POST", "/certificates/devices/verify", {"certificate": proof.pem().decode()}
+    )
+    await service.put_group(
+        {
+            "enrollmentGroupId": "x509-fleet",
+            "attestation": {"type": "x509", "x509": {"caReferences": {"primary": "devices"}}},
+            "initialTwin": TWIN,
+        }
+    )
+    files = {}
+    for name in ("cert-dev", "stranger"):
+        _, chain, key = certmaker.device(name, root).save(tmp_path, name)
+        files[name] = (chain, key)
+
+    def provision() -> Any:
+        return ProvisioningDeviceClient.create_from_x509_certificate(
+            provisioning_host="localhost", registration_id="cert-dev", id_scope=dps.id_scope,
+            x509=X509(cert_file=str(files["cert-dev"][0]), key_file=str(files["cert-dev"][1])),  # type: ignore[no-untyped-call]
+            server_verification_cert=Path(dps.ca).read_text(),
+        ).register()  # fmt: skip
+
+    result = await asyncio.to_thread(provision)
+    assert (result.status, result.registration_state.assigned_hub) == ("assigned", HUB)
+
+    device = Device(broker, "cert-dev", None)
+    stranger = Device(broker, "stranger", None)  # same CA, never provisioned
+    try:
+        assert await asyncio.to_thread(device.connect, files["cert-dev"]) == 0
+        assert await asyncio.to_thread(device.subscribe, "devices/cert-dev/twin/desired") == (1,)
+        twin = await asyncio.to_thread(device.wait_for, "devices/cert-dev/twin/desired")
+        assert json.loads(twin) == {"interval": 30}
+        assert await asyncio.to_thread(device.subscribe, "devices/other/#") == (0x80,)
+        # Mosquitto lets any certificate of a trusted CA in; one without a client may do nothing.
+        assert await asyncio.to_thread(stranger.connect, files["stranger"]) == 0
+        assert await asyncio.to_thread(stranger.subscribe, "devices/stranger/#") == (0x80,)
+    finally:
+        device.close()
+        stranger.close()
