@@ -2,8 +2,9 @@
 "{t}.{raw body}"), so a receiver can tell a request came from devprov and is recent (a replayed
 old request has a stale `t`).
 
-One scheme for everything devprov signs over HTTP (the `http` hub connector, signed webhooks),
-so one receiver-side check serves them all; docs/hubs.md shows a receiver."""
+One scheme for everything devprov signs over HTTP (custom allocation webhooks, the `http` hub
+connector), so one receiver-side check serves them all: here, below the layers that send (the
+allocation webhook, the hub connectors) and those that receive (devprov's own webhook server)."""
 
 from __future__ import annotations
 
