@@ -28,8 +28,8 @@ run: $(STAMP)
 	$(BIN)/devprov serve --default-hub 127.0.0.1 $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 

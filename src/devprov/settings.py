@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     exchange_log_size: int = Field(
         100, ge=0, description="Allocation exchanges kept per enrollment (0: none recorded)."
     )
+    hub_connector_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a hub connector's call (an identity on an external hub) may take,"
+        " retries of throttling and server errors included; then the registration fails (400213).",
+    )
     fast_path_seconds: float = Field(
         1.5, ge=0, description="How long a register waits for its result before answering 202."
     )

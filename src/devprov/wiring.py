@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
@@ -28,12 +29,15 @@ from devprov.allocation.custom import CustomAllocator
 from devprov.allocation.exchanges import ExchangeLog, ExchangeObserver, ObservedExchanges
 from devprov.allocation.functions import InProcessAllocators, parse_allocator_specs
 from devprov.allocation.webhook import WebhookClient
+from devprov.domain.ids import id_key
 from devprov.domain.models import LinkedHub
 from devprov.domain.records import Kind
 from devprov.hub import connector as builtin
 from devprov.hub.devices import HubDevices
 from devprov.hub.presence import Presence
 from devprov.hub.service import HubService
+from devprov.hubs import azure_iothub, http_hub, mosquitto
+from devprov.hubs.connector import ConnectorError, Finding
 from devprov.hubs.factory import ConnectorFactory, Connectors
 from devprov.instance import Instance, ensure_instance
 from devprov.issuing_cas import IssuingCas
@@ -105,15 +109,37 @@ def prepare(settings: Settings) -> tuple[Instance, TlsFiles]:
     return instance, tls
 
 
-def connector_factory(store: Store, presence: Presence | None = None) -> ConnectorFactory:
+def connector_factory(
+    store: Store, presence: Presence | None = None, timeout: float = 10.0
+) -> ConnectorFactory:
     """Every hub connector kind devprov can build (`presence`: the devices connected to this
-    process, which a built-in hub disconnects when DPS moves them away)."""
+    process, which a built-in hub disconnects when DPS moves them away; `timeout`: how long an
+    external hub's call may take, retries included)."""
     devices, connected = HubDevices(store), presence or Presence()
     factory = ConnectorFactory()
     factory.register(
         builtin.KIND, lambda _hub: builtin.BuiltinConnector(devices, connected), builtin.prepare
     )
+    for kind in (azure_iothub, mosquitto, http_hub):
+        factory.register(kind.KIND, partial(kind.build, timeout=timeout), kind.prepare)
     return factory
+
+
+async def check_hub(store: Store, host_name: str, seconds: float = 10.0) -> list[Finding] | None:
+    """What `devprov hub check` reports: the linked hub's connector built, started and asked
+    whether it can reach its hub and do its work (None when no such hub is linked)."""
+    stored = await store.get(Kind.LINKED_HUB, id_key(host_name))
+    if stored is None:
+        return None
+    hub = LinkedHub.model_validate(stored.document)
+    connector = connector_factory(store, timeout=seconds).build(hub)
+    try:
+        await connector.start()
+        return await connector.check(hub)
+    except ConnectorError as error:
+        return [Finding(f"start the {hub.connector} connector", False, str(error))]
+    finally:
+        await connector.close()
 
 
 async def link_default_hub(store: Store, factory: ConnectorFactory, name: str) -> None:
@@ -205,7 +231,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             parse_allocator_specs(settings.allocators), settings.webhook_timeout
         )
         presence = Presence()
-        factory = connector_factory(store, presence)
+        factory = connector_factory(store, presence, settings.hub_connector_timeout)
         if settings.default_hub:
             await link_default_hub(store, factory, settings.default_hub)
         connectors = Connectors(factory)

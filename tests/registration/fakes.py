@@ -11,7 +11,7 @@ from devprov.domain.cas import KnownCa
 from devprov.domain.ids import id_key
 from devprov.domain.models import EnrollmentGroup, IndividualEnrollment, LinkedHub
 from devprov.domain.records import Revisions
-from devprov.hubs.connector import DeviceIdentity
+from devprov.hubs.connector import DeviceIdentity, Finding
 
 Document = dict[str, Any]
 
@@ -117,11 +117,16 @@ class MemoryHub:
             self.twins[key] = identity.initial_twin
 
     async def read_twin(self, hub: LinkedHub, device_id: str) -> dict[str, Any] | None:
+        if self.fail_with is not None:
+            raise self.fail_with
         return self.twins.get((hub.host_name, device_id))
 
     async def remove_device(self, hub: LinkedHub, device_id: str) -> None:
         self.devices.pop((hub.host_name, device_id), None)
         self.twins.pop((hub.host_name, device_id), None)
+
+    async def check(self, hub: LinkedHub) -> list[Finding]:
+        return [Finding("memory", True, "a dict")]
 
 
 @dataclass

@@ -7,7 +7,7 @@ import pytest
 from devprov.allocation.policies import AllocationError
 from devprov.attestation.attested import Attested
 from devprov.domain.reprovisioning import Place, Plan
-from devprov.hubs.connector import DeviceIdentity
+from devprov.hubs.connector import ConnectorError, DeviceIdentity
 from devprov.registration.place import Placement
 from tests.registration.fakes import MemoryHub, OneConnector, individual, linked
 
@@ -58,3 +58,16 @@ async def test_a_failing_connector_fails_the_registration_with_400213() -> None:
         )
     assert refused.value.error_code == 400213
     assert "'new.example'" in refused.value.message and "hub says no" in refused.value.message
+
+
+async def test_an_old_hub_that_fails_to_give_the_twin_fails_the_move_with_400213() -> None:
+    hub = MemoryHub(fail_with=ConnectorError("IoT hub old.example did not answer within 2 s"))
+    old = Place("old.example", "dev-1")
+    plan = Plan("deviceDataMigrated", None, carry_twin_from=old, leave=old)
+
+    with pytest.raises(AllocationError) as refused:
+        await Placement(OneConnector(hub)).place(attested(), NEW, "dev-1", plan, HUBS)
+
+    assert refused.value.error_code == 400213
+    assert "'old.example'" in refused.value.message and "2 s" in refused.value.message
+    assert hub.devices == {}  # nothing was written on the new hub

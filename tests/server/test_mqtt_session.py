@@ -21,7 +21,7 @@ from devprov.allocation.webhook import WebhookClient
 from devprov.domain.models import LinkedHub
 from devprov.domain.records import Kind
 from devprov.hub.devices import HubDevices
-from devprov.hubs.connector import DeviceIdentity
+from devprov.hubs.connector import DeviceIdentity, Finding
 from devprov.hubs.factory import Connectors
 from devprov.protocol import mqtt
 from devprov.protocol.dps import DEFAULT_MAX_MESSAGE_BYTES
@@ -57,6 +57,9 @@ class QuietConnector:
 
     async def remove_device(self, hub: LinkedHub, device_id: str) -> None:
         return None
+
+    async def check(self, hub: LinkedHub) -> list[Finding]:
+        return []
 
 
 class SlowConnector(QuietConnector):

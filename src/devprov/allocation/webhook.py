@@ -12,7 +12,6 @@ import aiohttp
 
 from devprov.allocation.allocator import AllocationRequest
 from devprov.allocation.policies import AllocationError
-from devprov.allocation.signature import HEADER, signature_header
 from devprov.bounded_read import read_limited
 from devprov.domain.enrollments import public_view
 from devprov.domain.errors import (
@@ -24,6 +23,7 @@ from devprov.domain.errors import (
     WEBHOOK_UNREACHABLE,
 )
 from devprov.domain.models import IndividualEnrollment
+from devprov.protocol.signature import HEADER, signature_header
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 MAX_RESPONSE_BYTES = 1024 * 1024

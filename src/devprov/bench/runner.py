@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from devprov.bench.allocation import (
     ALLOCATOR_NAME,
@@ -56,6 +57,9 @@ class BenchConfig:
     observability: bool = True
     """Serve as `serve` does by default (INFO log lines, metrics, console); False: WARNING
     logs, metrics off and no console, the baseline observability's cost is measured from."""
+    connector: str | None = None
+    connection_string: str | None = None
+    connector_hub: str | None = None
 
 
 @dataclass
@@ -76,6 +80,8 @@ class ScenarioResult:
     cpu_vs_hashed: float | None = None  # server CPU per registration / the hashed run's
     route_us: float | None = None  # a route's own cost, measured in the generator's process
     route_share: float | None = None  # route_us / the hashed run's server CPU per registration
+    connector: str | None = None  # run through a hub of this connector to its real service
+    ratio_to_builtin: float | None = None  # registrations/s / the built-in hub's, same scenario
 
 
 def free_port() -> int:
@@ -198,6 +204,30 @@ def devprov_server(config: BenchConfig) -> Iterator[tuple[dict[str, Any], int | 
             yield details, process.pid
 
 
+def connector_hub_name(connection_string: str) -> str:
+    """The hub a connection string names: its HostName's host (azure-iothub) or its URL's."""
+    fields = dict(part.split("=", 1) for part in connection_string.split(";") if "=" in part)
+    if "HostName" in fields:
+        return fields["HostName"].rsplit(":", 1)[0]
+    url = fields.get("Url", connection_string)
+    return urlsplit(url).hostname or "bench-connector.example"
+
+
+async def _connector_fleet(info: dict[str, Any], config: BenchConfig) -> Fleet:
+    """A group whose devices all go to the hub linked with `config.connector`."""
+    service = ServiceClient(info["serviceConnectionString"], ca_file=info["caCertificatePath"])
+    hub = config.connector_hub or connector_hub_name(config.connection_string or "")
+    await service.link_hub(
+        hub, connector=config.connector, connectionString=config.connection_string
+    )
+    group_id = f"bench-{config.connector}-{secrets.token_hex(4)}"
+    created = await service.put_group(
+        {"enrollmentGroupId": group_id, "attestation": {"type": "symmetricKey"},
+         "allocationPolicy": "static", "iotHubs": [hub]}
+    )  # fmt: skip
+    return Fleet(info["idScope"], created["attestation"]["symmetricKey"]["primaryKey"], group_id)
+
+
 async def _prepare_fleet(
     info: dict[str, Any], webhook_url: str | None, allocation: str = "hashed"
 ) -> Fleet:
@@ -236,13 +266,20 @@ def run_benchmark(
                 )
                 for allocation in allocations
             }
+            # With --connector, each scenario also runs through a hub of that connector to its
+            # real service (static allocation), after the built-in hubs: the same run, so the
+            # ratio holds.
+            if config.connector:
+                fleets["connector"] = asyncio.run(_connector_fleet(info, config))
             context = client_context(info["caCertificatePath"])
             target = Target(
                 "127.0.0.1", info["httpsPort"], info["mqttPort"], context, info["amqpPort"]
             )
             for scenario in config.scenarios:
                 for allocation, fleet in fleets.items():
+                    through = config.connector if allocation == "connector" else None
                     name = scenario if len(fleets) == 1 else f"{scenario} [{allocation}]"
+                    name = f"{scenario} via {through}" if through else name
                     pids = process_tree(pid) if pid else []
                     before = cpu_seconds(pids)
                     scenario_fleet = Fleet(
@@ -257,7 +294,13 @@ def run_benchmark(
                     )  # fmt: skip
                     cpu = cpu_seconds(pids) - before if pids else None
                     result = _result(scenario, samples, cpu, rss_mb(pids) if pids else None)
-                    result.allocation = allocation
+                    result.allocation = "static" if through else allocation
+                    if through:
+                        builtin = next(r for r in results if r.scenario == scenario)
+                        result.connector = through
+                        result.ratio_to_builtin = (
+                            result.per_second / builtin.per_second if builtin.per_second else None
+                        )
                     results.append(result)
         if config.baseline and "tls" in info:
             _run_baseline(config, info, next(iter(fleets.values())), results, progress)

@@ -62,11 +62,27 @@ def bench(
             " --no-observability: WARNING logs, no metrics, no console, to measure their cost."
         ),
     ] = True,
+    connector: Annotated[
+        str | None,
+        typer.Option(
+            help="Also run each scenario through a hub of this connector (azure-iothub,"
+            " mosquitto, http) to its real service, beside the built-in hub."
+        ),
+    ] = None,
+    connection_string: Annotated[
+        str | None, typer.Option(help="The --connector hub's connection string.")
+    ] = None,
+    hub: Annotated[
+        str | None,
+        typer.Option(help="The --connector hub's name (default: the connection string's host)."),
+    ] = None,
     as_json_output: JsonFlag = False,
 ) -> None:
     """Provision a fleet of virtual devices and report rate, latency and server CPU."""
     from devprov.bench.runner import BenchConfig, as_json, run_benchmark
 
+    if (connector is None) != (connection_string is None):
+        raise typer.BadParameter("--connector and --connection-string go together")
     unknown = set(scenario or []) - set(SCENARIOS)
     if unknown:
         raise typer.BadParameter(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")
@@ -87,6 +103,9 @@ def bench(
         seed_registrations=seed_registrations,
         seed_enrollments=seed_enrollments,
         observability=observability,
+        connector=connector,
+        connection_string=connection_string,
+        connector_hub=hub,
     )
     with Progress(
         TextColumn("{task.description:<30}"),
@@ -119,12 +138,12 @@ def _table(results: list[ScenarioResult]) -> Table:
     table = Table(title="devprov bench")
     for column in (
         "scenario", "allocation", "registrations/s", "p50 ms", "p95 ms", "p99 ms", "errors",
-        "server CPU ms/reg", "vs hashed", "server RSS MB", "baseline/s", "ratio",
+        "server CPU ms/reg", "vs hashed", "server RSS MB", "baseline/s", "ratio", "vs built-in",
     ):  # fmt: skip
         table.add_column(column, justify="left" if column == "scenario" else "right")
     for result in results:
         table.add_row(
-            result.scenario,
+            result.scenario + (f" via {result.connector}" if result.connector else ""),
             result.allocation,
             f"{result.per_second:.0f}",
             f"{result.p50_ms:.1f}",
@@ -136,6 +155,7 @@ def _table(results: list[ScenarioResult]) -> Table:
             _maybe(result.server_rss_mb, "{:.0f}"),
             _maybe(result.baseline_per_second, "{:.0f}"),
             _maybe(result.ratio_to_baseline, "{:.2f}"),
+            _maybe(result.ratio_to_builtin, "{:.2f}"),
         )
     return table
 

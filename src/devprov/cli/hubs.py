@@ -25,11 +25,18 @@ def hub_add(
     host_name: str,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     connector: Annotated[
-        str, typer.Option(help="Hub connector: builtin (devprov's own IoT hub).")
+        str,
+        typer.Option(
+            help="Hub connector: builtin (devprov's own IoT hub), azure-iothub, mosquitto or"
+            " http (docs/hubs.md)."
+        ),
     ] = "builtin",
     connection_string: Annotated[
         str | None,
-        typer.Option(help="The connector's connection string (a built-in hub makes its own)."),
+        typer.Option(
+            help="The connector's connection string (a built-in hub makes its own): an IoT"
+            " hub's iothubowner one, mqtt://USER:PASSWORD@HOST:PORT, or Url=...;Secret=..."
+        ),
     ] = None,
     weight: Annotated[int, typer.Option(help="allocationWeight, 1-1000.")] = 1,
     apply_allocation_policy: Annotated[
@@ -58,8 +65,8 @@ def hub_list(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 def hub_show(
     host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False
 ) -> None:
-    """A linked hub with its connection string (for a built-in hub: its iothubowner one, which
-    the IoT Hub service SDKs take)."""
+    """A linked hub; a built-in hub's connection string (its iothubowner one, which the IoT Hub
+    service SDKs take) is shown, another connector's only as its host and user or key name."""
 
     async def read(store: Store) -> dict[str, Any]:
         from devprov.domain.ids import id_key
@@ -69,7 +76,11 @@ def hub_show(
         stored = await store.get(Kind.LINKED_HUB, id_key(host_name))
         if stored is None:
             raise fail(f"IoT hub {host_name!r} is not linked (see `devprov hub list`).")
+        from devprov.hubs.masking import masked
+
         hub = dict(stored.document)
+        if hub.get("connector", "builtin") != "builtin" and hub.get("connectionString"):
+            hub["connectionString"] = masked(hub["connectionString"])
         hub["devices"] = len(await HubDevices(store).list(hub["hostName"]))
         return hub
 
@@ -79,6 +90,33 @@ def hub_show(
         return
     for key, value in hub.items():
         console.print(f"[bold]{key}[/bold]: {value}", highlight=False, soft_wrap=True)
+
+
+@hub_app.command("check")
+def hub_check(
+    host_name: str,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    timeout: Annotated[float, typer.Option(help="Seconds each step may take.")] = 10.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Try a linked hub's connector: can it reach the hub, and may it do its work? Changes
+    nothing a device relies on; exits 1 when something is wrong, saying what."""
+
+    async def run(store: Store) -> list[Any] | None:
+        from devprov.wiring import check_hub
+
+        return await check_hub(store, host_name, timeout)
+
+    findings = with_store(data_dir, run)
+    if findings is None:
+        raise fail(f"IoT hub {host_name!r} is not linked (see `devprov hub list`).")
+    if as_json:
+        print(json.dumps([vars(finding) for finding in findings], indent=2))
+    for finding in [] if as_json else findings:
+        mark = "[green]✓[/green]" if finding.ok else "[red]✗[/red]"
+        console.print(f"{mark} {finding.what}: {finding.detail}", highlight=False, soft_wrap=True)
+    if not all(finding.ok for finding in findings):
+        raise typer.Exit(1)
 
 
 @hub_app.command("remove")

@@ -91,6 +91,10 @@ def serve(
     exchange_log_size: Annotated[
         int | None, typer.Option(help="Allocation exchanges kept per enrollment (100).")
     ] = None,
+    hub_connector_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds a hub connector's call may take, retries included (10)."),
+    ] = None,
     max_message_bytes: Annotated[
         int | None, typer.Option(help="Largest device message accepted, payload included.")
     ] = None,
@@ -140,6 +144,7 @@ def serve(
         webhook_retries=webhook_retries,
         allocators=_allocator_flags(allocator),
         exchange_log_size=exchange_log_size,
+        hub_connector_timeout=hub_connector_timeout,
         max_message_bytes=max_message_bytes,
         workers=workers,
         log_level=log_level,

@@ -22,6 +22,6 @@ request cannot be replayed later. Without devprov installed, the check is these 
         v1, hmac.new(SECRET.encode(), f"{t}.".encode() + raw, hashlib.sha256).hexdigest())
 """
 
-from devprov.allocation.signature import HEADER, signature_header, verify_signature
+from devprov.protocol.signature import HEADER, signature_header, verify_signature
 
 __all__ = ["HEADER", "signature_header", "verify_signature"]

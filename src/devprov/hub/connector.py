@@ -22,7 +22,7 @@ from devprov.hub.auth import new_connection_string, parse_connection_string
 from devprov.hub.devices import HubDevices
 from devprov.hub.presence import Presence
 from devprov.hub.service import KIND
-from devprov.hubs.connector import DeviceIdentity
+from devprov.hubs.connector import DeviceIdentity, Finding
 
 __all__ = ["KIND", "BuiltinConnector", "prepare"]
 _DNS_NAME = re.compile(
@@ -113,6 +113,9 @@ class BuiltinConnector:
     async def read_twin(self, hub: LinkedHub, device_id: str) -> dict[str, Any] | None:
         device = await self.devices.get(hub.host_name, device_id)
         return dps_twin(device) if device else None
+
+    async def check(self, hub: LinkedHub) -> list[Finding]:
+        return [Finding("built-in hub", True, f"{hub.host_name} is served by devprov itself")]
 
     async def remove_device(self, hub: LinkedHub, device_id: str) -> None:
         if await self.devices.get(hub.host_name, device_id) is not None:

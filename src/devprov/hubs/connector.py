@@ -1,4 +1,4 @@
-"""The hub connector interface: a device identity, a connector's calls and its lifecycle."""
+"""The hub connector interface: a device identity, a connector's calls and lifecycle, its faults."""
 
 from __future__ import annotations
 
@@ -22,6 +22,23 @@ class DeviceIdentity:
     authentication: dict[str, Any]
     capabilities: dict[str, Any] = field(default_factory=lambda: {"iotEdge": False})
     initial_twin: dict[str, Any] | None = None
+
+
+class ConnectorError(Exception):
+    """A hub connector could not do what it was asked: the hub is down, refused or did not
+    answer in time. The message names the hub and the cause and is shown to the device (in
+    the registration's 400213) and logged, so it never carries a secret: a connection string
+    is shown as its host and key name only."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing `devprov hub check` tried on a hub: what, whether it worked, and what was seen
+    (when it did not, what to do about it)."""
+
+    what: str
+    ok: bool
+    detail: str
 
 
 class HubConnector(Protocol):
@@ -48,7 +65,13 @@ class HubConnector(Protocol):
         ...
 
     async def remove_device(self, hub: LinkedHub, device_id: str) -> None:
-        """Remove a device from a hub it left (reprovisioning to another hub)."""
+        """Remove a device from a hub it left (reprovisioning to another hub); a device that
+        is not there is no error."""
+        ...
+
+    async def check(self, hub: LinkedHub) -> list[Finding]:
+        """Whether the hub can be reached and lets the connector do its work, without changing
+        anything a device relies on (`devprov hub check`)."""
         ...
 
 

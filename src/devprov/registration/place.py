@@ -10,7 +10,7 @@ from devprov.attestation.attested import Attested
 from devprov.domain.errors import HUB_CONNECTOR_FAILED
 from devprov.domain.models import LinkedHub
 from devprov.domain.reprovisioning import Place, Plan
-from devprov.hubs.connector import ConnectorSource, DeviceIdentity
+from devprov.hubs.connector import ConnectorError, ConnectorSource, DeviceIdentity
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Placement:
             connector = await self.connectors.for_hub(hub)
             await connector.upsert_device(hub, identity)
         except Exception as exc:
-            log.exception("hub connector %s failed for %s", hub.connector, device_id)
+            _log_failure(exc, "hub connector %s failed for %s", hub.connector, device_id)
             raise AllocationError(
                 400,
                 HUB_CONNECTOR_FAILED,
@@ -63,14 +63,23 @@ class Placement:
             ) from None
 
     async def _old_twin(self, linked: list[LinkedHub], place: Place) -> dict[str, Any]:
-        """The twin a migrating device leaves behind (empty when it cannot be read)."""
+        """The twin a migrating device leaves behind: empty when the device or its old hub is
+        not there any more; a hub that fails to answer fails the registration (400213), so a
+        twin is never dropped because its hub was down for a moment."""
         hub = _linked(linked, place.hub)
+        if hub is None:
+            return {}
         try:
-            connector = await self.connectors.for_hub(hub) if hub else None
-            twin = await connector.read_twin(hub, place.device_id) if connector and hub else None
-        except Exception:
-            log.exception("could not read the twin of %s on %s to migrate it", *_names(place))
-            twin = None
+            connector = await self.connectors.for_hub(hub)
+            twin = await connector.read_twin(hub, place.device_id)
+        except Exception as exc:
+            _log_failure(exc, "could not read the twin of %s on %s to migrate it", *_names(place))
+            raise AllocationError(
+                400,
+                HUB_CONNECTOR_FAILED,
+                f"Reading the twin of {place.device_id!r} on IoT hub {place.hub!r} to migrate it"
+                f" failed: {exc}",
+            ) from None
         return twin or {}
 
     async def _remove(self, linked: list[LinkedHub], place: Place) -> None:
@@ -80,8 +89,17 @@ class Placement:
         try:
             connector = await self.connectors.for_hub(hub)
             await connector.remove_device(hub, place.device_id)
-        except Exception:
-            log.exception("could not remove %s from %s after it moved", *_names(place))
+        except Exception as exc:
+            _log_failure(exc, "could not remove %s from %s after it moved", *_names(place))
+
+
+def _log_failure(exc: Exception, message: str, *args: object) -> None:
+    """A connector's own failure (its hub is down, refused, timed out) is one line; anything
+    else is our bug, with its traceback."""
+    if isinstance(exc, ConnectorError):
+        log.warning(message + ": %s", *args, exc)
+    else:
+        log.exception(message, *args)
 
 
 def _linked(linked: list[LinkedHub], name: str) -> LinkedHub | None:

@@ -9,7 +9,7 @@ import logging
 from aiohttp import web
 
 from devprov.allocation.functions import AllocatorFunction, call_function
-from devprov.allocation.signature import HEADER, verify_signature
+from devprov.protocol.signature import HEADER, verify_signature
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 1024 * 1024

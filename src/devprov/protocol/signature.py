@@ -1,6 +1,10 @@
-"""Signed webhook requests: `X-Devprov-Signature: t=UNIX_SECONDS,v1=HEX`, HEX being
-HMAC-SHA256(secret, "{t}.{raw body}"), so a webhook can tell a request really came from devprov
-and is recent (a replayed old request has a stale `t`)."""
+"""Signed requests: `X-Devprov-Signature: t=UNIX_SECONDS,v1=HEX`, HEX being HMAC-SHA256(secret,
+"{t}.{raw body}"), so a receiver can tell a request came from devprov and is recent (a replayed
+old request has a stale `t`).
+
+One scheme for everything devprov signs over HTTP (custom allocation webhooks, the `http` hub
+connector), so one receiver-side check serves them all: here, below the layers that send (the
+allocation webhook, the hub connectors) and those that receive (devprov's own webhook server)."""
 
 from __future__ import annotations
 
