@@ -8,7 +8,7 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint setup clean
+.PHONY: run test soak lint setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ lint: $(STAMP)
 ## make test: lint, then every test (official SDKs included) in a private network namespace.
 test: $(STAMP) $(NODE_STAMP) lint
 	scripts/run-tests $(PYTEST_ARGS)
+
+## make soak: the long versions of the reliability tests (see RELIABILITY.md); prints their figures.
+soak: $(STAMP) $(NODE_STAMP)
+	DEVPROV_SOAK=1 scripts/run-tests -m soak -s $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
