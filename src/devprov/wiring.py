@@ -39,7 +39,7 @@ from devprov.hub.service import HubService
 from devprov.hubs import azure_iothub, http_hub, mosquitto
 from devprov.hubs.connector import ConnectorError, Finding
 from devprov.hubs.factory import ConnectorFactory, Connectors
-from devprov.instance import Instance, ensure_instance
+from devprov.instance import Instance, ensure_instance, save_instance
 from devprov.issuing_cas import IssuingCas
 from devprov.log_format import configure_logging
 from devprov.process import raise_file_limit, trim_forever
@@ -70,7 +70,9 @@ from devprov.server.service_api import ServiceApi
 from devprov.server.tls import (
     ServerCertificate,
     TlsFiles,
+    ensure_ca,
     ensure_certificates,
+    install_ca,
     server_context,
     server_names,
     small_tls_buffers,
@@ -78,6 +80,7 @@ from devprov.server.tls import (
 from devprov.server.trust import ClientTrust
 from devprov.settings import Settings
 from devprov.store.database import Store
+from devprov.store.deployment import DeploymentIdentity, claim
 from devprov.store.directory import CachedDirectory
 from devprov.store.exchanges import StoredExchanges
 from devprov.store.hub_messages import StoredMessageLog
@@ -89,7 +92,8 @@ OPERATION_RETENTION_SECONDS = 24 * 3600
 
 
 def prepare(settings: Settings) -> tuple[Instance, TlsFiles]:
-    """Create or update the instance file and TLS material for these settings."""
+    """Create or update the instance file and TLS material for these settings, migrate the
+    store, and take the deployment's identity from it (see `join_deployment`)."""
     instance = ensure_instance(
         settings.data_dir,
         host=settings.host,
@@ -99,6 +103,8 @@ def prepare(settings: Settings) -> tuple[Instance, TlsFiles]:
         database=settings.db,
         names=settings.names or None,
     )
+    migrate(instance.database)
+    instance = join_deployment(settings.data_dir, instance)
     pair = settings.tls_pair()
     if pair is not None:
         tls = TlsFiles(pair[0], pair[0], pair[1])
@@ -107,6 +113,24 @@ def prepare(settings: Settings) -> tuple[Instance, TlsFiles]:
             settings.data_dir / "tls", server_names(instance.host, instance.names)
         )
     return instance, tls
+
+
+def join_deployment(data_dir: Path, instance: Instance) -> Instance:
+    """One deployment, one identity: the id scope, service policies and TLS CA kept in the
+    store win over the data dir's (the first node to start on a store puts its own there), so
+    every node on a store is the same DPS to devices and service clients."""
+    ca_cert, ca_key = ensure_ca(data_dir / "tls")
+    offered = DeploymentIdentity(instance.id_scope, tuple(instance.policies), ca_cert, ca_key)
+    shared = claim(instance.database, offered)
+    install_ca(data_dir / "tls", shared.ca_cert, shared.ca_key)
+    if shared.id_scope == instance.id_scope and list(shared.policies) == instance.policies:
+        return instance
+    log.info("took the deployment's identity from the store: id scope %s", shared.id_scope)
+    joined = instance.model_copy(
+        update={"id_scope": shared.id_scope, "policies": list(shared.policies)}
+    )
+    save_instance(data_dir, joined)
+    return joined
 
 
 def connector_factory(
@@ -206,8 +230,7 @@ class Devprov:
 
 async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devprov:
     """Migrate the store, then build every part and listen."""
-    instance, tls = prepare(settings)
-    await asyncio.to_thread(migrate, instance.database)
+    instance, tls = await asyncio.to_thread(prepare, settings)
     async with AsyncExitStack() as stack:
         store = Store.connect(instance.database)
         stack.push_async_callback(store.close)
@@ -419,8 +442,7 @@ def run(settings: Settings) -> None:
     if settings.workers <= 1:
         asyncio.run(serve_forever(settings))
         return
-    instance, _ = prepare(settings)
-    migrate(instance.database)
+    prepare(settings)  # migrates, and joins the deployment, once before the workers start
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_worker, args=(settings,), name=f"devprov-worker-{number}")

@@ -191,11 +191,9 @@ def init(
     ] = None,
 ) -> None:
     """Make a data dir: the instance (id scope, keys), its TLS material and its store."""
-    from devprov.store.schema import migrate
     from devprov.wiring import prepare
 
-    instance, _ = prepare(Settings(data_dir=data_dir, db=db))
-    migrate(instance.database)
+    instance, _ = prepare(Settings(data_dir=data_dir, db=db))  # migrates the store too
     console.print(f"devprov data dir ready at {data_dir.resolve()} (id scope {instance.id_scope})")
 
 

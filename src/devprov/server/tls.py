@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -48,12 +49,8 @@ def server_names(host: str, extra: list[str]) -> list[str]:
 
 def ensure_certificates(tls_dir: Path, names: list[str]) -> TlsFiles:
     """Create the CA once, and a server certificate for `names` whenever they change."""
-    tls_dir.mkdir(parents=True, exist_ok=True)
     ca_cert_path, ca_key_path = tls_dir / CA_CERT, tls_dir / CA_KEY
-    if not ca_cert_path.exists() or not ca_key_path.exists():
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        _write_key(ca_key_path, ca_key)
-        ca_cert_path.write_bytes(_make_ca(ca_key).public_bytes(serialization.Encoding.PEM))
+    ensure_ca(tls_dir)
     ca_key_loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
     assert isinstance(ca_key_loaded, ec.EllipticCurvePrivateKey)
     ca = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
@@ -67,6 +64,29 @@ def ensure_certificates(tls_dir: Path, names: list[str]) -> TlsFiles:
             + ca.public_bytes(serialization.Encoding.PEM)
         )
     return TlsFiles(ca_cert_path, cert_path, key_path)
+
+
+def ensure_ca(tls_dir: Path) -> tuple[str, str]:
+    """The data dir's CA (certificate and key, PEM), made on first use."""
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    ca_cert_path, ca_key_path = tls_dir / CA_CERT, tls_dir / CA_KEY
+    if not ca_cert_path.exists() or not ca_key_path.exists():
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        _write_key(ca_key_path, ca_key)
+        ca_cert_path.write_bytes(_make_ca(ca_key).public_bytes(serialization.Encoding.PEM))
+    return ca_cert_path.read_text(), ca_key_path.read_text()
+
+
+def install_ca(tls_dir: Path, ca_cert: str, ca_key: str) -> None:
+    """Make `ca_cert` (and its key) the data dir's CA: the deployment's, shared by every node.
+    A server certificate the previous CA issued is remade by the next `ensure_certificates`."""
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    if (tls_dir / CA_CERT).exists() and (tls_dir / CA_CERT).read_text() == ca_cert:
+        return
+    with open(os.open(tls_dir / CA_KEY, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(ca_key)
+    (tls_dir / CA_CERT).write_text(ca_cert)
+    log.info("took the deployment's TLS CA from the store")
 
 
 # asyncio's TLS transport gives every connection a read buffer of `SSLProtocol.max_size`
@@ -170,6 +190,10 @@ def _covers(cert_path: Path, names: list[str], ca: x509.Certificate) -> bool:
         return False
     cert = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
     if cert.issuer != ca.subject or cert.not_valid_after_utc < utc_now() + timedelta(days=30):
+        return False
+    try:  # every devprov CA has the same name: only its key tells them apart
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
         return False
     present = {
         str(value)

@@ -37,7 +37,9 @@ registrations = _document_table(
     sa.Column("operation_id", sa.String(128), nullable=True),
 )
 operations = _document_table(
-    "operations", sa.Column("registration_key", sa.String(256), nullable=False, index=True)
+    "operations",
+    sa.Column("registration_key", sa.String(256), nullable=False, index=True),
+    sa.Column("state", sa.String(16), nullable=True, index=True),  # "assigning" until done
 )
 linked_hubs = _document_table("linked_hubs")
 certificates = _document_table("certificates")
@@ -83,6 +85,14 @@ exchanges = _document_table(
     sa.Column("outcome", sa.String(16), nullable=False),
 )
 credential_policies = _document_table("credential_policies")
+# The deployment's identity, shared by every node on this store (store/deployment.py).
+deployment = sa.Table(
+    "deployment",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
 
 
 def table_of(kind: Kind) -> sa.Table:
