@@ -16,7 +16,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -223,6 +223,20 @@ class Devprov:
     metrics: Metrics
     stack: AsyncExitStack
     data_dir: Path
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
+    listeners: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def drain(self, seconds: float) -> bool:
+        """Stop taking work, then finish what is held: /readyz answers 503 and the listeners
+        close at once (connections already open stay), then the registrations running end, or
+        `seconds` pass (False then)."""
+        self.draining.set()
+        for stop_listening in self.listeners:
+            await stop_listening()
+        finished = await self.registrations.drain(seconds)
+        if not finished:
+            log.warning("drained for %ss: registrations still running are left", seconds)
+        return finished
 
     async def close(self) -> None:
         await self.stack.aclose()
@@ -301,7 +315,8 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         known_hosts = {name.lower() for name in server_names(instance.host, instance.names)}
         known_hosts.add(instance.host_name.lower())
         router = Router()
-        add_health_routes(router, store.schema_revision, head_revision())
+        draining = asyncio.Event()
+        add_health_routes(router, store.schema_revision, head_revision(), draining.is_set)
         add_metrics_route(router, metrics, MetricsAccess(settings.metrics, settings.metrics_token))
         add_openapi_route(router)
         admin = Admin(store, factory.prepare)
@@ -368,8 +383,23 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             instance.host_name,
             instance.amqp_port,
         )
+
+        async def close_listeners() -> None:
+            await site.stop()
+            mqtt_server.close()
+            amqp_server.close()
+
         return Devprov(
-            instance, tls, store, registrations, hubs, metrics, stack.pop_all(), settings.data_dir
+            instance,
+            tls,
+            store,
+            registrations,
+            hubs,
+            metrics,
+            stack.pop_all(),
+            settings.data_dir,
+            draining,
+            [close_listeners],
         )
     raise AssertionError("unreachable")  # pragma: no cover - the block returns or raises
 
@@ -426,6 +456,7 @@ async def serve_forever(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
+        await devprov.drain(settings.drain_seconds)
     finally:
         for task in background:
             task.cancel()

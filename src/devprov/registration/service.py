@@ -198,6 +198,18 @@ class RegistrationService:
             )
         return attested
 
+    async def drain(self, seconds: float) -> bool:
+        """Wait, at most `seconds`, for the registrations this service is running and for the
+        saving of their results (False when some were still running)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while self._tasks:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+        return True
+
     def _provisioned(self, _task: asyncio.Task[Any]) -> None:
         self._provisioning -= 1
 
