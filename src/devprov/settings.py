@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         description="On SIGTERM, how long a node waits for the registrations it holds to end"
         " after it stops taking connections (its /readyz answers 503 meanwhile).",
     )
+    operation_deadline_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="An operation still `assigning` after this long was left by a node that"
+        " stopped: any node fails it (500001) so its device registers again. Keep it above"
+        " webhook_timeout plus hub_connector_timeout.",
+    )
     workers: int = Field(1, ge=1, description="Processes serving the same ports and store.")
     default_hub: str | None = Field(
         None, description="Link a built-in IoT hub of this name when no hub is linked yet."

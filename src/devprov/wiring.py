@@ -84,6 +84,7 @@ from devprov.store.deployment import DeploymentIdentity, claim
 from devprov.store.directory import CachedDirectory
 from devprov.store.exchanges import StoredExchanges
 from devprov.store.hub_messages import StoredMessageLog
+from devprov.store.orphaned_operations import fail_orphaned
 from devprov.store.registrations import StoredChallenges, StoredOperations, StoredRegistrations
 from devprov.store.schema import head_revision, migrate
 
@@ -443,12 +444,28 @@ async def prune_operations_forever(store: Store) -> None:
         await asyncio.sleep(3600)
 
 
+async def fail_orphaned_forever(store: Store, deadline: float) -> None:
+    """Fail the operations a stopped node left `assigning` (store/orphaned_operations.py),
+    looking a few times per deadline."""
+    while True:
+        await asyncio.sleep(min(30.0, deadline / 4))
+        try:
+            failed = await fail_orphaned(store, deadline)
+            if failed:
+                log.warning("failed %d operations a stopped node left assigning", failed)
+        except Exception:
+            log.exception("could not look for orphaned operations")
+
+
 async def serve_forever(settings: Settings) -> None:
     raise_file_limit()
     devprov = await start(settings)
     background = [
         asyncio.create_task(trim_forever()),
         asyncio.create_task(prune_operations_forever(devprov.store)),
+        asyncio.create_task(
+            fail_orphaned_forever(devprov.store, settings.operation_deadline_seconds)
+        ),
     ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

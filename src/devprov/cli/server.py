@@ -101,6 +101,10 @@ def serve(
     workers: Annotated[
         int | None, typer.Option(help="Processes serving the same ports and store (SO_REUSEPORT).")
     ] = None,
+    operation_deadline_seconds: Annotated[
+        float | None,
+        typer.Option(help="Fail operations a stopped node left assigning this long (120)."),
+    ] = None,
     drain_seconds: Annotated[
         float | None,
         typer.Option(help="On SIGTERM, seconds to finish the registrations held (30)."),
@@ -152,6 +156,7 @@ def serve(
         max_message_bytes=max_message_bytes,
         workers=workers,
         drain_seconds=drain_seconds,
+        operation_deadline_seconds=operation_deadline_seconds,
         log_level=log_level,
         default_hub=default_hub,
         log_format=log_format,

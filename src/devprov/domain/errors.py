@@ -53,6 +53,7 @@ ETAG_MISMATCH = 412001
 MESSAGE_TOO_LARGE = 413001
 UNSUPPORTED_MEDIA_TYPE = 415001
 INTERNAL_ERROR = 500000
+ORPHANED_OPERATION = 500001  # the node running a registration stopped before it ended
 
 
 @dataclass
