@@ -15,6 +15,7 @@ import subprocess
 import time
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from devprov.attestation.sas import sign
 from devprov.attestation.tpm import parse_public, registration_id_for
 from devprov.domain.keys import derive_device_key
-from tests.cluster.conftest import BridgeWebhook, Deployment, eventually
+from tests.cluster.conftest import BridgeWebhook, Deployment, eventually, sql
 from tests.cluster.topology import Cluster
 from tests.tpm_support import EK_ATTRIBUTES, SoftTpm, rsa_storage_public
 
@@ -243,3 +244,97 @@ async def test_a_draining_node_leaves_the_balancer_and_finishes_what_it_holds(
     assert (status, polled["status"]) == (200, "assigned"), polled
     cluster.start(node)  # it comes back, the others untouched
     cluster.wait_up(len(cluster.nodes))
+
+
+async def test_a_node_started_later_joins_without_restarting_the_others(
+    linked: Deployment,
+) -> None:
+    cluster = linked.cluster
+    running = {node.number: node.process.pid for node in cluster.nodes if node.process}
+    group = await linked.service().put_group(
+        {"enrollmentGroupId": "joined", "attestation": {"type": "symmetricKey"}}
+    )
+    key = derive_device_key(group["attestation"]["symmetricKey"]["primaryKey"], "joined-1")
+    newcomer = cluster.add_node()
+    cluster.start(newcomer)  # its own data dir: it takes the deployment's identity from the store
+    cluster.balance()  # HAProxy reloaded with one more server; no devprov restarted
+    assert {n.number: n.process.pid for n in cluster.nodes[:-1] if n.process} == running
+    status, body, _ = await linked.register("joined-1", key, at=newcomer)
+    assert (status, body["status"]) == (200, "assigned"), body
+    assert cluster.servers_up()[f"node{newcomer.number}"] == "UP"
+
+
+async def test_a_node_killed_mid_load_loses_no_device_and_leaves_nothing_assigning(
+    linked: Deployment, webhook: BridgeWebhook
+) -> None:
+    """Devices register through the balancer (some straight at the victim, so it surely holds
+    registrations); the victim is SIGKILLed while they are all `assigning`; the devices then
+    behave as the SDKs do (poll after Retry-After; on a failed result or a broken connection,
+    register again). Every one ends assigned once, with one hub identity, and no operation is
+    left `assigning`: what the dead node held is failed (500001) by a survivor."""
+    cluster = linked.cluster
+    victim = cluster.nodes[1]
+    devices = [f"loaded-{number}" for number in range(30)]
+    group_key = await slow_group(linked, "loaded", webhook)
+    keys = {device: derive_device_key(group_key, device) for device in devices}
+    _, release = held(webhook)
+
+    first_answers = await asyncio.gather(
+        *(
+            linked.register(device, keys[device], at=victim if number < 5 else None)
+            for number, device in enumerate(devices)
+        )
+    )
+    assert all(answer[1]["status"] == "assigning" for answer in first_answers), first_answers
+    assert cluster.stop(victim, signal.SIGKILL) == -signal.SIGKILL
+    release.set()
+
+    async def like_an_sdk(device: str, answer: tuple[int, Any, dict[str, str]]) -> Any:
+        status, body, headers = answer
+        while True:
+            try:
+                while status == 202 and body.get("status") == "assigning":
+                    await asyncio.sleep(float(headers.get("Retry-After", 1)))
+                    status, body, headers = await linked.poll(
+                        device, keys[device], body["operationId"]
+                    )
+                if status == 200 and body.get("status") == "assigned":
+                    return body["registrationState"]
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(1)
+            try:
+                status, body, headers = await linked.register(device, keys[device])
+            except aiohttp.ClientError:
+                status, body, headers = 0, {}, {}
+
+    states = await asyncio.wait_for(
+        asyncio.gather(*(like_an_sdk(d, a) for d, a in zip(devices, first_answers, strict=True))),
+        300,
+    )
+    assert {state["registrationId"] for state in states} == set(devices)
+
+    records = sql(
+        cluster,
+        "SELECT key, document->>'status', document->>'assignedHub' FROM registrations"
+        " WHERE group_key = 'loaded'",
+    )
+    assert sorted(key for key, _, _ in records) == sorted(devices)
+    assert {status for _, status, _ in records} == {"assigned"}
+    identities = sql(cluster, "SELECT hub_key, document->>'deviceId' FROM hub_devices")
+    of_loaded = [(hub, device) for hub, device in identities if device.startswith("loaded-")]
+    assert sorted(device for _, device in of_loaded) == sorted(devices)  # one identity each
+    assert {(hub, device) for hub, device in of_loaded} == {
+        (hub, key) for key, _, hub in records
+    }  # on the hub its record names
+
+    async def nothing_assigning() -> bool:
+        return sql(cluster, "SELECT count(*) FROM operations WHERE state = 'assigning'")[0][0] == 0
+
+    await eventually(nothing_assigning)
+    failed_by_a_survivor = sql(
+        cluster,
+        "SELECT count(*) FROM operations"
+        " WHERE document->'registrationState'->>'errorCode' = '500001'",
+    )[0][0]
+    assert failed_by_a_survivor >= 5  # at least those sent straight to the victim

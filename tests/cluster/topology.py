@@ -200,14 +200,15 @@ class Cluster:
         config = self.workdir / "haproxy.cfg"
         config.write_text(self.haproxy_config())
         run("haproxy", "-c", "-q", "-f", str(config))
-        if self.balancer is not None:
-            self.balancer.terminate()
-            self.balancer.wait()
+        old = self.balancer  # reloaded as HAProxy does: the old one finishes its connections
+        finishing = ["-sf", str(old.pid)] if old is not None else []
         log = open(self.workdir / "haproxy.log", "ab")  # noqa: SIM115 - the process keeps it
         self.balancer = subprocess.Popen(
-            ["haproxy", "-f", str(config), "-db"], stdout=log, stderr=log
+            ["haproxy", "-f", str(config), "-db", *finishing], stdout=log, stderr=log
         )
         self.wait_up(len([n for n in self.nodes if n.process is not None]))
+        if old is not None:
+            old.wait(timeout=STARTUP_SECONDS)
 
     def servers_up(self) -> dict[str, str]:
         """What HAProxy says of each node's HTTPS server (UP, DOWN, ...), from its stats socket."""
