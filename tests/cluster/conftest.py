@@ -83,7 +83,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def sql(cluster: Cluster, query: str) -> list[tuple[Any, ...]]:
     """Ask the shared store directly (what every node sees)."""
     with psycopg.connect(cluster.database) as db:
-        return list(db.execute(query).fetchall())  # type: ignore[arg-type]
+        return list(db.execute(query.encode()).fetchall())
 
 
 @dataclass

@@ -329,7 +329,8 @@ async def test_a_node_killed_mid_load_loses_no_device_and_leaves_nothing_assigni
     }  # on the hub its record names
 
     async def nothing_assigning() -> bool:
-        return sql(cluster, "SELECT count(*) FROM operations WHERE state = 'assigning'")[0][0] == 0
+        left = sql(cluster, "SELECT count(*) FROM operations WHERE state = 'assigning'")
+        return int(left[0][0]) == 0
 
     await eventually(nothing_assigning)
     failed_by_a_survivor = sql(

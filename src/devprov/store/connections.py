@@ -21,6 +21,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.sql.base import Executable
 
 SQLITE_BUSY_SECONDS = 30
+# PostgreSQL connections per process, kept open: a read takes a fraction of a millisecond, so
+# requests beyond READERS queue for one briefly. No overflow: a connection opened for a burst
+# and closed after it costs PostgreSQL a backend fork and devprov a full connect (measured: 116
+# of them in 2,000 registrations with 32 devices at a time). The store's single writer needs one
+# connection; the other is for the retry of a failed batch, one operation at a time. A node
+# holds at most READERS + WRITERS: size max_connections for the nodes (docs/deploying.md).
+READERS = 12
+WRITERS = 2
 Parameters = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None  # one row, or many
 
 
@@ -54,7 +62,7 @@ class Database(Protocol):
     dialect_name: str
 
     def connect(self) -> AbstractAsyncContextManager[DbConnection]:
-        """A connection for reads."""
+        """A connection for reads (in autocommit: each statement is its own transaction)."""
         ...
 
     def begin(self) -> AbstractAsyncContextManager[DbConnection]:
@@ -68,7 +76,9 @@ class AsyncDatabase:
     """PostgreSQL through psycopg's async driver.
 
     Reads run in autocommit on a pool of their own: no BEGIN, and no ROLLBACK when the
-    connection goes back to the pool, so a lookup is one round trip, not three.
+    connection goes back to the pool, so a lookup is one round trip, not three. So does a batch
+    of plain upserts, as one statement (see Store._write_pending). Both pools are fixed in
+    size (see READERS).
 
     Writes commit with synchronous_commit off: a commit does not wait for the WAL flush, so
     an operating-system crash (not a devprov or PostgreSQL crash) may lose the last fraction
@@ -76,11 +86,12 @@ class AsyncDatabase:
     WAL mode with synchronous=NORMAL, and it keeps the single writer from idling on fsync."""
 
     def __init__(self, url: str) -> None:
-        self.engine = create_async_engine(url, pool_size=4, max_overflow=4)
+        self.engine = create_async_engine(url, pool_size=WRITERS, max_overflow=0)
         sa.event.listen(self.engine.sync_engine, "connect", _asynchronous_commit)
         self.reader = create_async_engine(
-            url, pool_size=20, max_overflow=20, isolation_level="AUTOCOMMIT"
+            url, pool_size=READERS, max_overflow=0, isolation_level="AUTOCOMMIT"
         )
+        sa.event.listen(self.reader.sync_engine, "connect", _asynchronous_commit)
         self.dialect_name = self.engine.dialect.name
 
     def connect(self) -> AbstractAsyncContextManager[DbConnection]:
