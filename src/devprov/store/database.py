@@ -71,8 +71,8 @@ class Store:
         await self.database.dispose()
 
     async def get(self, kind: Kind, key: str) -> StoredDocument | None:
-        async with self.database.connect() as connection:
-            return await self.fetch(connection, kind, key)
+        rows = await self.database.hot(statements_of(kind).select, {"key": key})
+        return StoredDocument(rows[0].key, rows[0].etag, rows[0].document) if rows else None
 
     async def page(
         self,
@@ -134,10 +134,7 @@ class Store:
 
     async def revisions_and(self, kind: Kind, key: str) -> tuple[Revisions, StoredDocument | None]:
         """`revisions()` and `get(kind, key)` in one round trip (a register needs both)."""
-        async with self.database.connect() as connection:
-            rows = (
-                await connection.execute(statements_of(kind).with_revisions, {"key": key})
-            ).all()
+        rows = await self.database.hot(statements_of(kind).with_revisions, {"key": key})
         record = next(
             (StoredDocument(r.key, r.etag, r.document) for r in rows if r.source == "record"), None
         )
@@ -169,8 +166,7 @@ class Store:
             try:
                 one_statement = self._one_statement([op for op, _ in batch])
                 if one_statement is not None:
-                    async with self.database.connect() as connection:
-                        await connection.execute(*one_statement)
+                    await self.database.hot(*one_statement)
                     results: list[Any] = [None] * len(batch)
                 else:
                     async with self.database.begin() as connection:
