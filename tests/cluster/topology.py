@@ -30,7 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BRIDGE, BRIDGE_ADDRESS = "dpbr0", "127.1.0.1"
 HTTPS_PORT, MQTT_PORT, AMQP_PORT = 443, 8883, 5671
-NODE_HTTPS_PORT, NODE_MQTT_PORT, NODE_AMQP_PORT = 8443, 8884, 5672
+# Each node listens on the standard ports at its own address, as on a host of its own (so what
+# `devprov info` tells of a node, localhost:443, is the balancer's address in this namespace).
+NODE_HTTPS_PORT, NODE_MQTT_PORT, NODE_AMQP_PORT = 443, 8883, 5671
 STARTUP_SECONDS = 180  # a loaded two-core machine starting several Pythons at once
 
 
