@@ -29,9 +29,9 @@ SQLITE_BUSY_SECONDS = 30
 # of them in 2,000 registrations with 32 devices at a time). The store's single writer needs one
 # connection; the other is for the retry of a failed batch, one operation at a time. A node
 # holds at most READERS + WRITERS + DIRECT: size max_connections for the nodes (docs/deploying.md).
-READERS = 4
+READERS = 3
 WRITERS = 2
-DIRECT = 8  # connections of the hot path's statements (DirectPostgres)
+DIRECT = 6  # connections of the hot path's statements (DirectPostgres)
 Parameters = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None  # one row, or many
 
 
