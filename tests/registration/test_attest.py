@@ -80,7 +80,12 @@ async def test_a_burst_from_one_group_tries_that_group_first(
     attestation, _ = stage(MemoryDirectory(group_list=groups))
     signed: list[bytes] = []
     real_sign = sas.sign
-    monkeypatch.setattr(sas, "sign", lambda key, *rest: signed.append(key) or real_sign(key, *rest))
+
+    def counted_sign(key: bytes, resource: str, expiry: int | str) -> bytes:
+        signed.append(key)
+        return real_sign(key, resource, expiry)
+
+    monkeypatch.setattr(sas, "sign", counted_sign)
 
     async def attest(number: int) -> str | None:
         device = f"dev-{number}"

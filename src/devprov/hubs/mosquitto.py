@@ -16,6 +16,9 @@ templates (`topic=`, repeatable, default `devices/{deviceId}/#`; `twin=`, defaul
 A device that leaves loses its client (the broker disconnects it), its role and its twin.
 Mosquitto's admin role may not publish to application topics, so at its first start the
 connector gives its own user a role `devprov-connector` allowing it to publish twins.
+
+One module on purpose (about 500 lines): the dynamic security commands, the one admin
+connection they travel on and the connector's lifecycle are one conversation with one broker.
 """
 
 from __future__ import annotations
