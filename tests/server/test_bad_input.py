@@ -289,3 +289,41 @@ async def test_a_registration_id_with_a_control_character_over_mqtt_is_answered_
     answer = await answer_or_close(client)
     assert answer is not None and answer.topic.startswith("$dps/registrations/res/400/")
     assert json.loads(answer.payload)["errorCode"] == 400004
+
+
+# Findings of the fuzzers (tests/fuzz/test_findings.py), end to end ----------------------------
+
+
+async def test_a_sas_token_with_bytes_that_are_not_utf8_is_401_not_500(devprov: Running) -> None:
+    await create_enrollment(devprov, "dev-u")
+    path = f"/{devprov.id_scope}/registrations/dev-u/register?api-version=2019-03-31"
+    request = (
+        f"PUT {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        "Content-Length: 2\r\nConnection: close\r\nAuthorization: SharedAccessSignature sr="
+    ).encode() + b"x\x8c\x96y&sig=AAAA&se=99999999999\r\n\r\n{}"
+    context = ssl.create_default_context(cafile=devprov.ca)
+    reader, writer = await asyncio.open_connection("localhost", devprov.port, ssl=context)
+    writer.write(request)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 20)
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401"), answer
+    assert json.loads(body)["errorCode"] == 401000
+
+
+@pytest.mark.parametrize("name", ["certificate_subject_unparsable", "certificate_version_18"])
+async def test_an_enrollment_with_a_certificate_that_cannot_be_read_is_400004(
+    api: Api, name: str
+) -> None:
+    from tests.fuzz.test_findings import finding
+
+    certificate = {"certificate": finding(name)}
+    body = {
+        "registrationId": "dev-x",
+        "attestation": {"type": "x509", "x509": {"clientCertificates": {"primary": certificate}}},
+    }
+    reply = await api.call("PUT", "/enrollments/dev-x", body)
+    assert_azure_error(reply, 400, 400004, "certificate")
+    reply = await api.call("PUT", "/certificates/ca-x", certificate)
+    assert_azure_error(reply, 400, 400004, "certificate")
