@@ -2,8 +2,8 @@
 
 The inputs were found by tests/fuzz/run.py (atheris) on the named target; before the fix each
 raised an exception of its own where a refusal belonged: a 500 in the service API (an
-enrollment's or CA's certificate), in a register with a csr, or for a SAS token with bytes that
-are not UTF-8 in the Authorization header.
+enrollment's or CA's certificate) or in a register with a csr; and, latent (the callers compare
+`sr` first), in the SAS signature check for a token with bytes that are not UTF-8.
 """
 
 from __future__ import annotations
