@@ -15,10 +15,13 @@ import pytest
 from aiohttp import web
 
 from devprov.attestation.sas import build_sas
+from devprov.bench.fleet import Fleet
 from devprov.bench.wire import MqttClient, WireError
 from devprov.domain.records import Kind
 from devprov.hub.auth import parse_connection_string
 from devprov.protocol import mqtt
+from devprov.protocol.amqp_frames import Message, Transfer
+from devprov.protocol.amqp_types import Described
 from tests.conftest import Running, Webhook
 from tests.helpers import (
     create_enrollment,
@@ -29,7 +32,15 @@ from tests.helpers import (
     primary_key,
     register,
 )
+from tests.protocol.amqp_peer import client_frame
+from tests.server.test_dps_amqp import address as amqp_address
+from tests.server.test_dps_amqp import authenticated, not_registered
+from tests.server.test_dps_amqp import fleet as fleet  # the fixture
 from tests.server.test_hub_api import hub_request
+from tests.server.test_hub_mqtt import Hub, twin_request
+from tests.server.test_hub_mqtt import connect as hub_connect
+from tests.server.test_hub_mqtt import hub as hub  # the fixture
+from tests.server.test_hub_mqtt import token as hub_token
 from tests.server.test_service_api import Api, assert_azure_error
 from tests.server.test_service_api import api as api  # the fixture
 
@@ -327,3 +338,51 @@ async def test_an_enrollment_with_a_certificate_that_cannot_be_read_is_400004(
     assert_azure_error(reply, 400, 400004, "certificate")
     reply = await api.call("PUT", "/certificates/ca-x", certificate)
     assert_azure_error(reply, 400, 400004, "certificate")
+
+
+# AMQP --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("properties", "data", "code"),
+    [
+        ({"iotdps-operation-type": "iotdps-register"}, b"[" * 2_000 + b"]" * 2_000, 400001),
+        ({"iotdps-operation-type": "iotdps-register"}, BAD_JSON["number of 5,000 digits"], 400001),
+        ({"iotdps-operation-type": "iotdps-register"}, BAD_JSON["NaN"], 400001),
+        (
+            {"iotdps-operation-type": "iotdps-get-operationstatus", "operationId": "op\x00x"},
+            b"",
+            400004,
+        ),
+    ],
+    ids=["deep", "long-number", "nan", "nul-operation-id"],
+)
+async def test_bad_input_over_amqp_is_rejected_with_the_azure_error(
+    devprov: Running, fleet: Fleet, properties: dict[str, str], data: bytes, code: int
+) -> None:
+    device = await authenticated(devprov, fleet, 21)
+    await device.attach_sender(amqp_address(fleet, 21))
+    message = Message(correlation_id="c", application_properties=properties, data=data)
+    device.send(client_frame(Transfer(1, 0, b"0", 0), message.encode()))
+    (disposition,) = await device.items(1)
+    state = disposition.performative.state
+    assert isinstance(state, Described) and state.descriptor == 0x25  # rejected
+    condition, description = state.value[0].value[:2]
+    assert condition == "com.microsoft:argument-error"
+    assert json.loads(description)["errorCode"] == code
+    await not_registered(devprov, fleet, 21)
+
+
+@pytest.mark.parametrize("case", ["object 12,000 deep", "number of 5,000 digits", "NaN"])
+async def test_bad_json_in_a_hub_mqtt_reported_patch_is_400_on_the_twin_topic(
+    hub: Hub, case: str
+) -> None:
+    key = await hub.add_device("dev-1")
+    client, _ = await hub_connect(hub.running, "dev-1", hub_token("dev-1", key))
+    client.send(mqtt.Subscribe(1, (("$iothub/twin/res/#", 0),)))
+    assert isinstance(await client.packet(), mqtt.SubAck)
+    topic, body = await twin_request(
+        client, "$iothub/twin/PATCH/properties/reported/?$rid=r1", BAD_JSON[case]
+    )
+    assert topic.startswith("$iothub/twin/res/400/?$rid=r1"), topic
+    assert body["errorCode"] == 400004 and "not valid JSON" in body["message"], body
