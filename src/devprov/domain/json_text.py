@@ -18,14 +18,42 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import chain, compress, repeat
+from operator import is_, not_
 from typing import Any
 
 MAX_DEPTH = 64
 MAX_NUMBER_CHARACTERS = 64
 
+_CONTAINERS = frozenset({dict, list})
+# Two views of the text, made in C: number characters as '0' (a run longer than the limit may
+# be a long number), and digits, exponent marks and signs apart (a three-digit exponent is the
+# only way a short literal overflows a float).
+_NUMBER_CHARACTERS = b"-+.eE0123456789"
+_RUNS = bytes(48 if byte in _NUMBER_CHARACTERS else 32 for byte in range(256))
+_EXPONENTS = bytes(
+    48
+    if chr(byte).isdigit() and byte < 128
+    else 101
+    if byte in b"eE"
+    else 115
+    if byte in b"+-"
+    else 32
+    for byte in range(256)
+)
+
 
 class JsonRefused(ValueError):
     """JSON text refused: malformed, or past one of the limits."""
+
+
+def _suspect_numbers(data: bytes, max_characters: int) -> bool:
+    """Whether `data` may hold a number past the limits (perhaps only inside a string): if not,
+    every number in it is within them and none needs checking one by one."""
+    if b"0" * (max_characters + 1) in data.translate(_RUNS):
+        return True
+    exponents = data.translate(_EXPONENTS)
+    return b"e000" in exponents or b"es000" in exponents
 
 
 def parse_json(
@@ -34,7 +62,11 @@ def parse_json(
     max_depth: int = MAX_DEPTH,
     max_number_characters: int = MAX_NUMBER_CHARACTERS,
 ) -> Any:
-    """The value `raw` holds, or `JsonRefused` saying why not."""
+    """The value `raw` holds, or `JsonRefused` saying why not.
+
+    The common case costs json.loads and a few scans of the text in C; only text that may be
+    past a limit is looked at number by number or value by value."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
 
     def number(text: str, convert: type[int] | type[float]) -> int | float:
         if len(text) > max_number_characters:
@@ -50,13 +82,12 @@ def parse_json(
     def constant(name: str) -> Any:
         raise JsonRefused(f"{name} is not a JSON value")
 
+    hooks: dict[str, Any] = {"parse_constant": constant}
+    if _suspect_numbers(data, max_number_characters):
+        hooks["parse_int"] = lambda text: number(text, int)
+        hooks["parse_float"] = lambda text: number(text, float)
     try:
-        value = json.loads(
-            raw,
-            parse_int=lambda text: number(text, int),
-            parse_float=lambda text: number(text, float),
-            parse_constant=constant,
-        )
+        value = json.loads(raw, **hooks)
     except JsonRefused:
         raise
     except RecursionError:
@@ -69,26 +100,40 @@ def parse_json(
         raise JsonRefused(str(exc)) from None
     except (ValueError, TypeError) as exc:  # not expected past the checks above
         raise JsonRefused(f"the JSON text cannot be read: {exc}") from None
-    _check_value(value, max_depth)
+    if data.count(b"[") + data.count(b"{") > max_depth:
+        _check_depth(value, max_depth)
+    if b"\\u0000" in data and _has_nul(value):
+        raise JsonRefused("a JSON string contains U+0000, which is not accepted")
     return value
 
 
-def _check_value(value: Any, max_depth: int) -> None:
-    """Walk the parsed value once, without recursion: depth, and U+0000 in strings and keys."""
-    pending: list[tuple[Any, int]] = [(value, 0)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise JsonRefused("a JSON string contains U+0000, which is not accepted")
-        elif isinstance(item, dict | list):
-            if depth >= max_depth:
-                raise JsonRefused(
-                    f"JSON nested more than {max_depth} levels deep; at most {max_depth} are"
-                    " accepted"
-                )
-            if isinstance(item, dict):
-                pending.extend((key, depth) for key in item)
-                pending.extend((member, depth + 1) for member in item.values())
-            else:
-                pending.extend((member, depth + 1) for member in item)
+def _check_depth(value: Any, max_depth: int) -> None:
+    """Refuse `value` if arrays and objects nest in it deeper than `max_depth`: level by level,
+    only containers visited, every loop over members run in C (itertools, operator)."""
+    level = [value] if type(value) in _CONTAINERS else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            raise JsonRefused(
+                f"JSON nested more than {max_depth} levels deep; at most {max_depth} are accepted"
+            )
+        is_dict = list(map(is_, map(type, level), repeat(dict)))
+        members = list(
+            chain(
+                chain.from_iterable(map(dict.values, compress(level, is_dict))),
+                chain.from_iterable(compress(level, map(not_, is_dict))),
+            )
+        )
+        level = list(compress(members, map(_CONTAINERS.__contains__, map(type, members))))
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a string or key in `value` holds U+0000 (its depth is already bounded)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
