@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import math
 import struct
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from devprov.domain import cas
 from devprov.domain.certificates import certificate_info, common_name, load_certificate
 from devprov.domain.credentials import parse_csr
 from devprov.domain.errors import DpsError
-from devprov.domain.json_text import MAX_DEPTH, JsonRefused, parse_json
+from devprov.domain.json_text import MAX_DEPTH, MAX_NUMBER_CHARACTERS, JsonRefused, parse_json
 from devprov.protocol import amqp, dps_amqp, dps_mqtt, iothub_mqtt, mqtt
 from devprov.protocol.amqp_frames import Message, accepted, decode_body, decode_message
 from devprov.protocol.amqp_types import DecodeError, decode_all
@@ -152,14 +153,49 @@ def _dps_request(message: Message) -> None:
 # JSON and the register body ----------------------------------------------------------------
 
 
+def _reference_json(data: bytes) -> object:
+    """The limits checked the slow, obvious way: every number by its hook, every value walked."""
+
+    def number(text: str) -> float:
+        assert len(text) <= MAX_NUMBER_CHARACTERS
+        value = float(text)
+        assert math.isfinite(value)
+        return int(text) if text.lstrip("-").isdigit() else value
+
+    def walk(value: object, depth: int) -> None:
+        if isinstance(value, str):
+            assert "\x00" not in value
+        elif isinstance(value, dict | list):
+            assert depth < MAX_DEPTH
+            for key in value if isinstance(value, dict) else ():
+                walk(key, depth)
+            for item in value.values() if isinstance(value, dict) else value:
+                walk(item, depth + 1)
+
+    def constant(name: str) -> None:
+        raise AssertionError(name)
+
+    value = json.loads(data, parse_int=number, parse_float=number, parse_constant=constant)
+    walk(value, 0)
+    return value
+
+
 def json_limits(data: bytes) -> None:
-    """What parse_json accepts is finite, within the depth, and reads back the same."""
+    """parse_json accepts exactly what the slow reference accepts, and the same value; what it
+    accepts serialises without NaN."""
+    accepted = True
     try:
         value = parse_json(data)
     except JsonRefused:
+        accepted = False
+    try:
+        reference = _reference_json(data)
+    except (AssertionError, ValueError, RecursionError):
+        assert not accepted, f"parse_json accepted what the reference refuses: {data!r}"
         return
-    text = json.dumps(value, allow_nan=False)
-    assert parse_json(text, max_depth=MAX_DEPTH) == value
+    assert accepted, f"parse_json refused what the reference accepts: {data!r}"
+    assert reference == value, (reference, value)
+    json.dumps(value, allow_nan=False)
 
 
 def register_body(data: bytes) -> None:
@@ -282,6 +318,9 @@ def _tpm_seeds() -> list[bytes]:
 
 def _json_seeds() -> list[bytes]:
     return [
+        b'{"n": ' + b"9" * 64 + b', "m": -' + b"9" * 63 + b', "f": 1.5e308, "g": 1e-320}',
+        b'{"s": "' + b"1" * 80 + b'", "e": "e999", "z": "\\u0000"}',
+        b"[" * 64 + b"1" + b"]" * 64,
         b'{"registrationId": "dev-1", "payload": {"a": [1, 2.5, -3e10, true, null, "\\u00e9"]}}',
         b'{"tpm": {"endorsementKey": "AAE=", "storageRootKey": "AAE="}, "csr": "MIIB"}',
         b"[[[[[[[[[[{}]]]]]]]]]]",
