@@ -55,8 +55,10 @@ json_values = st.recursive(
     | st.integers(min_value=-(10**30), max_value=10**30)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(st.characters(blacklist_characters="\x00")),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(st.characters(blacklist_characters="\x00"), max_size=5), children),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(st.characters(blacklist_characters="\x00"), max_size=5), children)
+    ),
     max_leaves=20,
 )
 
