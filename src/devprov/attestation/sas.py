@@ -42,6 +42,10 @@ def parse_sas(header: str | None) -> SasToken:
     """Parse `SharedAccessSignature sr=..&sig=..&se=..[&skn=..]`, fields in any order."""
     if not header or not header.lower().startswith(_PREFIX):
         raise unauthorized("A SharedAccessSignature authorization is required.")
+    try:
+        header.encode()
+    except UnicodeEncodeError:  # aiohttp hands on header bytes that are not UTF-8 as surrogates
+        raise unauthorized("The SharedAccessSignature is malformed: it is not UTF-8.") from None
     fields: dict[str, str] = {}
     for pair in header[len(_PREFIX) :].strip().split("&"):
         name, sep, value = pair.partition("=")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +11,7 @@ import typer
 from devprov import certmaker
 from devprov.cli.common import DataDir, err_console, print_json
 from devprov.client.device import DeviceClient, RegistrationFailed
+from devprov.domain.json_text import JsonRefused, parse_json
 from devprov.instance import load_instance
 from devprov.settings import DEFAULT_DATA_DIR
 
@@ -61,8 +61,8 @@ def device_register(
         ca_file=str(ca or (data_dir / "tls" / "ca.pem")),
     )
     try:
-        parsed = json.loads(payload) if payload else None
-    except json.JSONDecodeError as exc:
+        parsed = parse_json(payload) if payload else None
+    except JsonRefused as exc:
         raise typer.BadParameter(f"--payload is not JSON: {exc}") from None
     request = certmaker.certificate_request(registration_id) if new_certificate else None
     try:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from devprov.cli.common import DataDir, JsonFlag, console, fail, print_json, with_store
 from devprov.domain.exchanges import Exchange
+from devprov.domain.json_text import JsonRefused, parse_json
 from devprov.settings import DEFAULT_DATA_DIR, Settings
 
 webhook_app = typer.Typer(
@@ -103,8 +104,8 @@ async def _replay(
         answer: Any = None
         if exchanged.raw:
             try:
-                answer = json.loads(exchanged.raw)
-            except ValueError:
+                answer = parse_json(exchanged.raw)
+            except JsonRefused:
                 answer = {"text": exchanged.raw[:4096].decode("utf-8", "replace")}
         error = exchanged.error
         status = exchanged.status

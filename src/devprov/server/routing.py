@@ -9,6 +9,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from devprov.domain.errors import METHOD_NOT_ALLOWED, ROUTE_NOT_FOUND, DpsError
+from devprov.domain.ids import check_name
 
 Handler = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
 
@@ -65,6 +66,8 @@ class Router:
                 continue
             path_matched = True
             if route.method == method.upper():
+                for name, value in params.items():
+                    check_name(value, name)
                 return route.handler, params
         if path_matched:
             raise DpsError(405, METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}.")
