@@ -41,6 +41,7 @@ from devprov.hubs.connector import ConnectorError, Finding
 from devprov.hubs.factory import ConnectorFactory, Connectors
 from devprov.instance import Instance, ensure_instance
 from devprov.issuing_cas import IssuingCas
+from devprov.keyring import load_sealer
 from devprov.log_format import configure_logging
 from devprov.process import raise_file_limit, trim_forever
 from devprov.registration.allocate import AllocationStage
@@ -82,7 +83,7 @@ from devprov.store.directory import CachedDirectory
 from devprov.store.exchanges import StoredExchanges
 from devprov.store.hub_messages import StoredMessageLog
 from devprov.store.registrations import StoredChallenges, StoredOperations, StoredRegistrations
-from devprov.store.schema import head_revision, migrate
+from devprov.store.schema import compact, head_revision, migrate
 
 log = logging.getLogger(__name__)
 OPERATION_RETENTION_SECONDS = 24 * 3600
@@ -209,8 +210,13 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
     instance, tls = prepare(settings)
     await asyncio.to_thread(migrate, instance.database)
     async with AsyncExitStack() as stack:
-        store = Store.connect(instance.database)
+        sealer = load_sealer(settings.data_dir)
+        store = Store.connect(instance.database, sealer)
         stack.push_async_callback(store.close)
+        sealed = await store.seal_secrets()  # once: what an older devprov left in plaintext
+        if sealed:
+            await asyncio.to_thread(compact, instance.database)  # no plaintext in free pages
+            log.info("sealed the secrets of %d records under key %s", sealed, sealer.current_id)
         metrics, activity = Metrics(), Activity()
         watching: list[Observer] = [*observers, RegistrationLog()]
         exchanged: list[ExchangeObserver] = []

@@ -51,6 +51,8 @@ def with_store(data_dir: Path, work: Callable[[Store], Awaitable[T]]) -> T:
     migrating is `devprov db upgrade`'s job, or `serve`'s)."""
     from devprov.store.schema import is_current
 
+    from devprov.keyring import load_sealer
+
     database = instance_of(data_dir).database
     if not is_current(database):
         raise fail(
@@ -59,7 +61,7 @@ def with_store(data_dir: Path, work: Callable[[Store], Awaitable[T]]) -> T:
         )
 
     async def run() -> T:
-        store = Store.connect(database)
+        store = Store.connect(database, load_sealer(data_dir))
         try:
             return await work(store)
         finally:

@@ -18,6 +18,7 @@ from devprov.cli.common import (
     fail,
     instance_of,
     with_admin,
+    with_store,
 )
 from devprov.settings import DEFAULT_DATA_DIR, Settings
 
@@ -205,7 +206,8 @@ def db_upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     from devprov.store.schema import head_revision, migrate
 
     migrate(instance_of(data_dir).database)
-    console.print(f"schema at {head_revision()}")
+    sealed = with_store(data_dir, lambda store: store.seal_secrets())
+    console.print(f"schema at {head_revision()}" + (f"; sealed {sealed} records" if sealed else ""))
 
 
 def info(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
