@@ -1,9 +1,10 @@
 """Credential policies as kept: the record in the store (so every worker and TLS see the
 issuing CAs) and each issuing CA's private key in the data dir, never in the store.
 
-Keys are written as PEM with file mode 0600 in a 0700 directory
-(`DATA_DIR/credential-policies/NAME/THUMBPRINT.key.pem`), as devprov keeps its TLS CA key;
-they are not encrypted at rest (devprov has no key-encryption secret yet)."""
+Keys are written with file mode 0600 in a 0700 directory
+(`DATA_DIR/credential-policies/NAME/THUMBPRINT.key.pem`), sealed (the PEM as sealed text, see
+domain/sealing.py) when a sealer is given; a plain PEM left by an older devprov is read as it
+is and sealed by `reseal_keys` (at start, and by `devprov keys rotate`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from devprov.domain.credentials import (
 from devprov.domain.errors import CREDENTIAL_POLICY_NOT_FOUND, DpsError, conflict, not_found
 from devprov.domain.ids import id_key, validate_id
 from devprov.domain.records import Kind, Put, RecordStore
+from devprov.domain.sealing import Sealer, is_sealed
+from devprov.keyring import load_sealer
 
 KEY_DIRECTORY = "credential-policies"
 
@@ -33,9 +36,10 @@ class IssuingCas:
     """Creates, rotates and reads credential policies; hands the registration service an
     `Issuer` (policy and current key) by name, caching keys by CA."""
 
-    def __init__(self, store: RecordStore, data_dir: Path) -> None:
+    def __init__(self, store: RecordStore, data_dir: Path, sealer: Sealer | None = None) -> None:
         self.store = store
         self.key_dir = data_dir / KEY_DIRECTORY
+        self.sealer = sealer if sealer is not None else load_sealer(data_dir)
         self._keys: dict[str, IssuingKey] = {}
 
     def _key_path(self, policy: str, thumbprint: str) -> Path:
@@ -50,13 +54,41 @@ class IssuingCas:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-            out.write(pem)
+        self._write_file(path, pem)
+
+    def _write_file(self, path: Path, pem: bytes) -> None:
+        data = self.sealer.seal(pem).encode() if self.sealer is not None else pem
+        temporary = path.with_suffix(".tmp")
+        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+            out.write(data)
+        temporary.replace(path)
+
+    def _pem(self, data: bytes) -> bytes:
+        text = data.decode("ascii", "replace").strip()
+        if not is_sealed(text):
+            return data
+        if self.sealer is None:
+            raise DpsError(500, 500000, "An issuing CA key is sealed and no sealing key is held.")
+        return self.sealer.open(text)
+
+    def reseal_keys(self) -> int:
+        """Seal every issuing CA key file under the current key (plain ones, and those sealed
+        under another key); how many were rewritten."""
+        if self.sealer is None or not self.key_dir.exists():
+            return 0
+        rewritten = 0
+        for path in sorted(self.key_dir.glob("*/*.key.pem")):
+            data = path.read_bytes()
+            if not self.sealer.needs_sealing(data.decode("ascii", "replace").strip()):
+                continue
+            self._write_file(path, self._pem(data))
+            rewritten += 1
+        return rewritten
 
     def _read_key(self, policy: str, thumbprint: str) -> IssuingKey:
         path = self._key_path(policy, thumbprint)
         try:
-            key = serialization.load_pem_private_key(path.read_bytes(), None)
+            key = serialization.load_pem_private_key(self._pem(path.read_bytes()), None)
         except FileNotFoundError:
             raise DpsError(
                 500,

@@ -23,8 +23,8 @@ KEY_VARIABLE = "DEVPROV_SECRET_KEY"
 def parse_keys(text: str, where: str) -> list[bytes]:
     """Base64 keys separated by commas or new lines (blank lines and `#` comments skipped)."""
     keys = []
-    for line in text.replace(",", "\n").splitlines():
-        item = line.split("#", 1)[0].strip()
+    items = (i.strip() for line in text.splitlines() for i in line.split("#", 1)[0].split(","))
+    for item in items:
         if not item:
             continue
         try:

@@ -105,7 +105,9 @@ def prepare(settings: Settings) -> tuple[Instance, TlsFiles]:
         tls = TlsFiles(pair[0], pair[0], pair[1])
     else:
         tls = ensure_certificates(
-            settings.data_dir / "tls", server_names(instance.host, instance.names)
+            settings.data_dir / "tls",
+            server_names(instance.host, instance.names),
+            load_sealer(settings.data_dir),
         )
     return instance, tls
 
@@ -242,6 +244,8 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             await link_default_hub(store, factory, settings.default_hub)
         connectors = Connectors(factory)
         stack.push_async_callback(connectors.close)
+        issuers = IssuingCas(store, settings.data_dir, sealer)
+        await asyncio.to_thread(issuers.reseal_keys)  # keys an older devprov left plain
         registrations = registration_service(
             store,
             instance.id_scope,
@@ -251,7 +255,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             exchanges=ObservedExchanges(
                 StoredExchanges(store, settings.exchange_log_size), exchanged
             ),
-            issuers=IssuingCas(store, settings.data_dir),
+            issuers=issuers,
             fast_path_seconds=settings.fast_path_seconds,
             observers=watching,
         )
@@ -261,8 +265,10 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         stack.push_async_callback(messages.close)
         hubs = HubService(CachedDirectory(store), HubDevices(store), messages, presence)
         small_tls_buffers()
-        context = server_context(tls.cert, tls.key)
-        certificate = ServerCertificate(None if settings.tls_pair() else settings.data_dir / "tls")
+        context = server_context(tls.cert, tls.key, sealer)
+        certificate = ServerCertificate(
+            None if settings.tls_pair() else settings.data_dir / "tls", sealer
+        )
 
         async def cover_hub_names() -> None:
             certificate.cover(context, tls_names(instance, await hubs.hubs()))
