@@ -3,7 +3,7 @@ issuing CAs) and each issuing CA's private key in the data dir, never in the sto
 
 Keys are written with file mode 0600 in a 0700 directory
 (`DATA_DIR/credential-policies/NAME/THUMBPRINT.key.pem`), sealed (the PEM as sealed text, see
-domain/sealing.py) when a sealer is given; a plain PEM left by an older devprov is read as it
+domain/sealing.py); a plain PEM left by an older devprov is read as it
 is and sealed by `reseal_keys` (at start, and by `devprov keys rotate`)."""
 
 from __future__ import annotations
@@ -32,6 +32,31 @@ from devprov.keyring import load_sealer
 KEY_DIRECTORY = "credential-policies"
 
 
+def _write_file(path: Path, pem: bytes, sealer: Sealer) -> None:
+    temporary = path.with_suffix(".tmp")
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        out.write(sealer.seal(pem).encode())
+    temporary.replace(path)
+
+
+def _pem(data: bytes, sealer: Sealer) -> bytes:
+    text = data.decode("ascii", "replace").strip()
+    return sealer.open(text) if is_sealed(text) else data
+
+
+def reseal_keys(data_dir: Path, sealer: Sealer) -> int:
+    """Seal every issuing CA key file under the current key (plain ones, and those sealed under
+    another key); how many were rewritten."""
+    key_dir = data_dir / KEY_DIRECTORY
+    rewritten = 0
+    for path in sorted(key_dir.glob("*/*.key.pem")) if key_dir.exists() else []:
+        data = path.read_bytes()
+        if sealer.needs_sealing(data.decode("ascii", "replace").strip()):
+            _write_file(path, _pem(data, sealer), sealer)
+            rewritten += 1
+    return rewritten
+
+
 class IssuingCas:
     """Creates, rotates and reads credential policies; hands the registration service an
     `Issuer` (policy and current key) by name, caching keys by CA."""
@@ -39,7 +64,7 @@ class IssuingCas:
     def __init__(self, store: RecordStore, data_dir: Path, sealer: Sealer | None = None) -> None:
         self.store = store
         self.key_dir = data_dir / KEY_DIRECTORY
-        self.sealer = sealer if sealer is not None else load_sealer(data_dir)
+        self.sealer: Sealer = sealer if sealer is not None else load_sealer(data_dir)
         self._keys: dict[str, IssuingKey] = {}
 
     def _key_path(self, policy: str, thumbprint: str) -> Path:
@@ -57,33 +82,13 @@ class IssuingCas:
         self._write_file(path, pem)
 
     def _write_file(self, path: Path, pem: bytes) -> None:
-        data = self.sealer.seal(pem).encode() if self.sealer is not None else pem
-        temporary = path.with_suffix(".tmp")
-        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-            out.write(data)
-        temporary.replace(path)
+        _write_file(path, pem, self.sealer)
 
     def _pem(self, data: bytes) -> bytes:
-        text = data.decode("ascii", "replace").strip()
-        if not is_sealed(text):
-            return data
-        if self.sealer is None:
-            raise DpsError(500, 500000, "An issuing CA key is sealed and no sealing key is held.")
-        return self.sealer.open(text)
+        return _pem(data, self.sealer)
 
     def reseal_keys(self) -> int:
-        """Seal every issuing CA key file under the current key (plain ones, and those sealed
-        under another key); how many were rewritten."""
-        if self.sealer is None or not self.key_dir.exists():
-            return 0
-        rewritten = 0
-        for path in sorted(self.key_dir.glob("*/*.key.pem")):
-            data = path.read_bytes()
-            if not self.sealer.needs_sealing(data.decode("ascii", "replace").strip()):
-                continue
-            self._write_file(path, self._pem(data))
-            rewritten += 1
-        return rewritten
+        return reseal_keys(self.key_dir.parent, self.sealer)
 
     def _read_key(self, policy: str, thumbprint: str) -> IssuingKey:
         path = self._key_path(policy, thumbprint)

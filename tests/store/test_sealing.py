@@ -23,7 +23,10 @@ def _enrollment(key: str, primary: str, secondary: str) -> dict[str, Any]:
             "type": "symmetricKey",
             "symmetricKey": {"primaryKey": primary, "secondaryKey": secondary},
         },
-        "customAllocationDefinition": {"webhookUrl": "https://x", "webhookSecret": "hook-secret-42"},
+        "customAllocationDefinition": {
+            "webhookUrl": "https://x",
+            "webhookSecret": "hook-secret-42",
+        },
     }
 
 
@@ -33,7 +36,12 @@ def _records() -> tuple[list[Put], list[str]]:
     puts = [
         Put(Kind.ENROLLMENT, "dev-1", "e", _enrollment("dev-1", secrets[0], secrets[1])),
         Put(Kind.GROUP, "group-1", "e", _enrollment("group-1", secrets[2], secrets[3])),
-        Put(Kind.LINKED_HUB, "hub.example", "e", {"hostName": "hub.example", "connectionString": hub}),
+        Put(
+            Kind.LINKED_HUB,
+            "hub.example",
+            "e",
+            {"hostName": "hub.example", "connectionString": hub},
+        ),
         Put(
             Kind.HUB_DEVICE,
             "hub.example/dev-1",

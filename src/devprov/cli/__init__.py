@@ -9,6 +9,7 @@ from devprov.cli.certificates import ca_app, cert_app
 from devprov.cli.credentials import credential_policy_app
 from devprov.cli.device import device_app
 from devprov.cli.hubs import hub_app
+from devprov.cli.keys import keys_app
 from devprov.cli.records import enrollment_app, group_app, registration_app
 from devprov.cli.server import db_app, info, init, serve
 from devprov.cli.webhooks import webhook_app
@@ -34,5 +35,6 @@ app.add_typer(credential_policy_app, name="credential-policy")
 app.add_typer(device_app, name="device")
 app.add_typer(db_app, name="db")
 app.add_typer(webhook_app, name="webhook")
+app.add_typer(keys_app, name="keys")
 
 __all__ = ["app"]

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from devprov.admin import Admin
 from devprov.domain.errors import DpsError
+from devprov.domain.sealing import Sealer
 from devprov.instance import Instance, load_instance
 from devprov.settings import DEFAULT_DATA_DIR
 from devprov.store.database import Store
@@ -46,12 +47,13 @@ def instance_of(data_dir: Path) -> Instance:
     return instance
 
 
-def with_store(data_dir: Path, work: Callable[[Store], Awaitable[T]]) -> T:
+def with_store(
+    data_dir: Path, work: Callable[[Store], Awaitable[T]], sealer: Sealer | None = None
+) -> T:
     """Run one call straight against the store the server uses (whose schema must be current:
     migrating is `devprov db upgrade`'s job, or `serve`'s)."""
-    from devprov.store.schema import is_current
-
     from devprov.keyring import load_sealer
+    from devprov.store.schema import is_current
 
     database = instance_of(data_dir).database
     if not is_current(database):
@@ -61,7 +63,7 @@ def with_store(data_dir: Path, work: Callable[[Store], Awaitable[T]]) -> T:
         )
 
     async def run() -> T:
-        store = Store.connect(database, load_sealer(data_dir))
+        store = Store.connect(database, sealer or load_sealer(data_dir))
         try:
             return await work(store)
         finally:

@@ -123,6 +123,7 @@ class Sealer:
     def pem_passwords(self) -> list[bytes]:
         """Passwords for encrypted PEM files (which TLS must load from disk), one per key
         held, the current key's first."""
+        self.refresh()
         return [
             base64.b64encode(hmac.digest(key, b"devprov pem password", "sha256"))
             for key in self._raw.values()

@@ -96,7 +96,9 @@ async def seal_all(connection: DbConnection, sealer: Sealer) -> int:
             document = _transform(
                 row.document,
                 paths,
-                lambda value: value if not sealer.needs_sealing(value) else sealer.reseal_text(value),
+                lambda value: (
+                    value if not sealer.needs_sealing(value) else sealer.reseal_text(value)
+                ),
             )
             await connection.execute(
                 sa.update(table).where(table.c.key == row.key).values(document=document)
