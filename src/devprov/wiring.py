@@ -78,6 +78,7 @@ from devprov.server.tls import (
 )
 from devprov.server.trust import ClientTrust
 from devprov.settings import Settings
+from devprov.store.audit import StoredAudit
 from devprov.store.database import Store
 from devprov.store.directory import CachedDirectory
 from devprov.store.exchanges import StoredExchanges
@@ -294,7 +295,14 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         add_metrics_route(router, metrics, MetricsAccess(settings.metrics, settings.metrics_token))
         add_openapi_route(router)
         admin = Admin(store, factory.prepare)
-        ServiceApi(admin, instance.policy, known_hosts, hubs, after_write).add_routes(router)
+        audit = StoredAudit(store, settings.audit_retention_days)
+
+        async def prune_audit() -> None:
+            await audit.prune()
+
+        await prune_audit()
+        stack.push_async_callback(_cancelled, asyncio.create_task(_every(3600.0, prune_audit)))
+        ServiceApi(admin, instance.policy, known_hosts, hubs, after_write, audit).add_routes(router)
         HubApi(hubs).add_routes(router)
         if settings.console:
             Console(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from devprov.cli.audit import audit_app
 from devprov.cli.bench import bench, bench_hub, bench_idle, bench_seed
 from devprov.cli.certificates import ca_app, cert_app
 from devprov.cli.credentials import credential_policy_app
@@ -36,5 +37,6 @@ app.add_typer(device_app, name="device")
 app.add_typer(db_app, name="db")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 
 __all__ = ["app"]

@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from devprov.cli.common import DataDir, JsonFlag, console, fail, instance_of, with_store
+from devprov.cli.common import (
+    DataDir,
+    JsonFlag,
+    audited,
+    console,
+    fail,
+    instance_of,
+    with_store,
+)
 from devprov.domain.sealing import Sealer, SealingError, key_id, new_key
 from devprov.instance import load_instance, save_instance
 from devprov.issuing_cas import reseal_keys
@@ -103,7 +111,7 @@ def rotate(
         sealer = load_sealer(data_dir, create=False)
 
     async def reseal(store: Store) -> int:
-        return await store.seal_secrets(again=True)
+        return await audited(store, "POST", "/keys/rotate", None, store.seal_secrets(again=True))
 
     records = with_store(data_dir, reseal, sealer)
     files = _reseal_files(data_dir, sealer)
