@@ -234,3 +234,19 @@ async def test_the_environment_variable_wins_over_the_key_file(
     monkeypatch.delenv("DEVPROV_SECRET_KEY")
     with pytest.raises(Exception, match="no key file"):
         await start_devprov(tmp_path / "data", database_url)
+
+
+async def test_the_wrong_key_is_told_in_one_line(database_url: str, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    running = await start_devprov(data_dir, database_url)
+    await running.devprov.close()
+    original = key_file(data_dir).read_text()
+    key_file(data_dir).write_text(encode_key(new_key()) + "\n")
+
+    for command in (["info"], ["keys", "status"], ["enrollment", "list"]):
+        ran = await asyncio.to_thread(cli, *command, "--data-dir", str(data_dir), check=False)
+        assert ran.returncode == 1, command
+        assert "which is not held" in ran.stderr and "Traceback" not in ran.stderr, ran.stderr
+    key_file(data_dir).write_text(original)
+    ran = await asyncio.to_thread(cli, "info", "--data-dir", str(data_dir))
+    assert ran.returncode == 0

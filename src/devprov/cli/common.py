@@ -17,7 +17,7 @@ from rich.console import Console
 from devprov.admin import Admin
 from devprov.domain.audit import AdminAudit, AuditEntry
 from devprov.domain.errors import DpsError
-from devprov.domain.sealing import Sealer
+from devprov.domain.sealing import Sealer, SealingError
 from devprov.instance import Instance, load_instance
 from devprov.settings import DEFAULT_DATA_DIR
 from devprov.store.database import Store
@@ -41,7 +41,10 @@ def fail(message: str) -> typer.Exit:
 
 def instance_of(data_dir: Path) -> Instance:
     """The instance a data dir holds; commands other than `serve` and `init` never make one."""
-    instance = load_instance(data_dir)
+    try:
+        instance = load_instance(data_dir)
+    except SealingError as error:
+        raise fail(str(error)) from None
     if instance is None:
         hint = "" if data_dir != DEFAULT_DATA_DIR else " (the default; set DEVPROV_DATA_DIR)"
         raise fail(
@@ -80,6 +83,8 @@ def with_store(
             f"[red]error {error.error_code}[/red]: {error.message}", highlight=False, soft_wrap=True
         )
         raise typer.Exit(1) from None
+    except SealingError as error:
+        raise fail(str(error)) from None
 
 
 def cli_user() -> str:

@@ -20,6 +20,7 @@ from devprov.cli.common import (
     with_admin,
     with_store,
 )
+from devprov.domain.sealing import SealingError
 from devprov.settings import DEFAULT_DATA_DIR, Settings
 
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
@@ -162,14 +163,17 @@ def serve(
     except ValueError as error:
         raise fail(f"{error} (give --allocator NAME=package.module:function)") from None
     configure_logging(settings.log_level, settings.log_format)
-    instance, tls = prepare(settings)
-    err_console.print(
-        f"devprov: id scope [bold]{instance.id_scope}[/bold] on"
-        f" https://{instance.host_name}:{instance.https_port} and"
-        f" mqtts://{instance.host_name}:{instance.mqtt_port} and"
-        f" amqps://{instance.host_name}:{instance.amqp_port} (CA: {tls.ca_cert})"
-    )
-    run(settings)
+    try:
+        instance, tls = prepare(settings)
+        err_console.print(
+            f"devprov: id scope [bold]{instance.id_scope}[/bold] on"
+            f" https://{instance.host_name}:{instance.https_port} and"
+            f" mqtts://{instance.host_name}:{instance.mqtt_port} and"
+            f" amqps://{instance.host_name}:{instance.amqp_port} (CA: {tls.ca_cert})"
+        )
+        run(settings)
+    except SealingError as error:  # the key file or DEVPROV_SECRET_KEY is not the right one
+        raise fail(str(error)) from None
 
 
 def _allocator_flags(flags: list[str] | None) -> dict[str, str] | None:
@@ -195,7 +199,10 @@ def init(
     from devprov.store.schema import migrate
     from devprov.wiring import prepare
 
-    instance, _ = prepare(Settings(data_dir=data_dir, db=db))
+    try:
+        instance, _ = prepare(Settings(data_dir=data_dir, db=db))
+    except SealingError as error:
+        raise fail(str(error)) from None
     migrate(instance.database)
     console.print(f"devprov data dir ready at {data_dir.resolve()} (id scope {instance.id_scope})")
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from devprov.domain.errors import conflict, precondition_failed
 from devprov.domain.records import Change, Kind, Put, Revisions, StoredDocument
-from devprov.domain.sealing import Sealer
+from devprov.domain.sealing import Sealer, SealingError
 from devprov.store import tables
 from devprov.store.connections import (
     AsyncDatabase,
@@ -315,6 +315,14 @@ class Store:
         async def seal(connection: DbConnection) -> int:
             query = sa.select(table.c.value).where(table.c.name == "key")
             done = (await connection.execute(query)).scalar_one_or_none()
+            if done is not None and done not in sealer.key_ids:
+                sealer.refresh()  # a rotation by another process may have added it
+            if done is not None and done not in sealer.key_ids:
+                raise SealingError(
+                    f"the store's secrets are sealed under key {done}, which is not held (held:"
+                    f" {', '.join(sealer.key_ids)}): give devprov the key file or"
+                    " DEVPROV_SECRET_KEY that has it"
+                )
             if done == sealer.current_id and not again:
                 return 0
             changed = await seal_all(connection, sealer)
