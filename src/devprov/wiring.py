@@ -312,6 +312,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
                 id_scope=instance.id_scope,
                 connector_kinds=factory.kinds,
                 after_write=after_write,
+                audit=audit,
             ).add_routes(router)
         dps_amqp = DpsAmqp(registrations, settings.max_message_bytes)
         DeviceApi(

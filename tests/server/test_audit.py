@@ -140,3 +140,32 @@ def _ca_pem() -> str:
     from devprov import certmaker
 
     return certmaker.root_ca("audit test CA").pem().decode()
+
+
+async def test_console_writes_are_recorded_as_the_signed_in_policy(api: Api) -> None:
+    import ssl
+
+    import aiohttp
+
+    from tests.server.test_console import csrf_of, sign_in
+
+    running = api.running
+    context = ssl.create_default_context(cafile=running.ca)
+    async with aiohttp.ClientSession(
+        base_url=f"https://localhost:{running.port}",
+        connector=aiohttp.TCPConnector(ssl=context),
+        cookie_jar=aiohttp.CookieJar(unsafe=True),
+    ) as http:
+        await sign_in(http, running.connection_string)
+        token = csrf_of(await (await http.get("/console/groups/new")).text())
+        form = {"csrf": token, "id": "line-7", "attestation": "symmetricKey"}
+        created = await http.post("/console/groups/new", data=form, allow_redirects=False)
+        assert created.status == 303
+        await http.post("/console/groups/line-7/delete", data={"csrf": token})
+
+    trail = await _audit(api)
+    seen = [(e["who"], e["method"], e["path"], e["resource"]) for e in trail[:2]]
+    assert seen == [
+        (f"console:{OWNER_POLICY}", "POST", "/console/groups/line-7/delete", "line-7"),
+        (f"console:{OWNER_POLICY}", "POST", "/console/groups/new", None),
+    ]

@@ -21,6 +21,7 @@ import jinja2
 from aiohttp import web
 
 from devprov.admin import Admin
+from devprov.domain.audit import AuditEntry, AuditLog
 from devprov.domain.errors import DpsError
 from devprov.domain.policies import AccessPolicy
 from devprov.server.activity_log import service_call
@@ -91,7 +92,9 @@ class Console:
         id_scope: str,
         connector_kinds: list[str],
         after_write: Callable[[], Awaitable[None]] | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
+        self.audit = audit
         self.admin = admin
         self.policies = policies
         self.activity = activity
@@ -196,6 +199,23 @@ class Console:
                 error_code=code,
                 via="console",
             )
+            await self._record(context, status)
+
+    async def _record(self, context: Context, status: int) -> None:
+        """Keep a console write in the audit trail as `console:POLICY` (a failure to is
+        logged, never the user's failure)."""
+        if self.audit is None:
+            return
+        request = context.request
+        resource = next(iter(context.params.values()), None)
+        who = f"console:{context.session.policy.key_name}"
+        entry = AuditEntry(
+            time.time(), who, request.method, request.path, resource, status, request.remote
+        )
+        try:
+            await self.audit.record(entry)
+        except Exception:
+            log.exception("could not record %s %s in the audit trail", request.method, request.path)
 
     async def _csrf_ok(self, request: web.Request, session: Session) -> bool:
         origin = request.headers.get("Origin")
