@@ -303,7 +303,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         await prune_audit()
         stack.push_async_callback(_cancelled, asyncio.create_task(_every(3600.0, prune_audit)))
         ServiceApi(admin, instance.policy, known_hosts, hubs, after_write, audit).add_routes(router)
-        HubApi(hubs).add_routes(router)
+        HubApi(hubs, audit).add_routes(router)
         if settings.console:
             Console(
                 admin,

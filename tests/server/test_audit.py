@@ -169,3 +169,25 @@ async def test_console_writes_are_recorded_as_the_signed_in_policy(api: Api) -> 
         (f"console:{OWNER_POLICY}", "POST", "/console/groups/line-7/delete", "line-7"),
         (f"console:{OWNER_POLICY}", "POST", "/console/groups/new", None),
     ]
+
+
+async def test_built_in_hub_rest_writes_are_recorded(api: Api) -> None:
+    from tests.server.test_hub_api import HUB, hub_request
+
+    running = api.running
+    await running.service().link_hub(HUB)
+    keys = {"type": "sas", "symmetricKey": {"primaryKey": ""}}
+    status, created, _ = await hub_request(
+        running, "PUT", "/devices/dev-1", {"deviceId": "dev-1", "authentication": keys}
+    )
+    assert status == 200
+    await hub_request(running, "GET", "/devices/dev-1")
+    await hub_request(running, "DELETE", "/devices/dev-1", authorization=None)
+
+    trail = await _audit(api)
+    seen = [(e["who"], e["method"], e["path"], e["resource"], e["status"]) for e in trail[:2]]
+    assert seen == [
+        ("-", "DELETE", f"//{HUB}/devices/dev-1", "dev-1", 401),
+        (f"{HUB}/iothubowner", "PUT", f"//{HUB}/devices/dev-1", "dev-1", 200),
+    ]
+    assert created["authentication"]["symmetricKey"]["primaryKey"] not in json.dumps(trail)

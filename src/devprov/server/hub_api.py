@@ -10,6 +10,8 @@ the legacy one the Node registry client can read (iothub-registry-rest.md §3):
 from __future__ import annotations
 
 import json
+import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -18,6 +20,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from devprov.domain.audit import UNKNOWN, AuditEntry, AuditLog
 from devprov.domain.errors import DpsError
 from devprov.domain.hub_identities import HubError
 from devprov.hub.auth import unauthorized
@@ -26,6 +29,7 @@ from devprov.server.http import JSON_CONTENT_TYPE, json_response, no_content, re
 from devprov.server.routing import Router
 from devprov.server.service_auth import authorize
 
+log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 256 * 1024
 HubCall = Callable[[web.Request, str, dict[str, str]], Awaitable[web.StreamResponse]]
 
@@ -53,11 +57,16 @@ def host_of(request: web.Request) -> str:
 
 
 class HubApi:
-    def __init__(self, hubs: HubService) -> None:
+    """The REST routes; every write (devices, twins, method calls) goes to the audit trail,
+    as `HUB/POLICY` with the path."""
+
+    def __init__(self, hubs: HubService, audit: AuditLog | None = None) -> None:
         self.hubs = hubs
+        self.audit = audit
 
     def _call(self, right: str, call: HubCall) -> Callable[..., Awaitable[web.StreamResponse]]:
         async def handled(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            who, status = UNKNOWN, 500
             try:
                 hub = host_of(request)
                 policy = await self.hubs.policy(hub)
@@ -70,11 +79,30 @@ class HubApi:
                     )
                 except DpsError as error:
                     raise unauthorized(error.message) from None
-                return await call(request, hub, params)
+                who = f"{hub}/{policy.key_name}"
+                response = await call(request, hub, params)
+                status = response.status
+                return response
             except DpsError as error:
-                return error_response(as_hub_error(error))
+                response = error_response(as_hub_error(error))
+                status = response.status
+                return response
+            finally:
+                if request.method != "GET" and self.audit is not None:
+                    await self._record(request, who, params.get("id"), status)
 
         return handled
+
+    async def _record(
+        self, request: web.Request, who: str, resource: str | None, status: int
+    ) -> None:
+        assert self.audit is not None
+        path = f"//{host_of(request)}{request.path}"
+        entry = AuditEntry(time.time(), who, request.method, path, resource, status, request.remote)
+        try:
+            await self.audit.record(entry)
+        except Exception:
+            log.exception("could not record %s %s in the audit trail", request.method, path)
 
     def add_routes(self, router: Router) -> None:
         read, write, service = "RegistryRead", "RegistryWrite", "ServiceConnect"
