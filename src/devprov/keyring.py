@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from devprov.domain.sealing import KEY_BYTES, Sealer, SealingError, new_key
 
 KEY_FILE = "secret.key"
+RELOOK_SECONDS = 1.0
 KEY_VARIABLE = "DEVPROV_SECRET_KEY"
 
 
@@ -68,18 +70,24 @@ def write_key_file(data_dir: Path, keys: Sequence[bytes]) -> None:
 
 
 class _KeyFile:
-    """The key file, read again when it changes (checked by its mtime and size)."""
+    """The key file, read again when it changes (checked by its mtime and size, at most once
+    a second unless forced: a stat costs more than sealing)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._seen: tuple[int, int] | None = None
+        self._looked = 0.0
 
     def read(self) -> list[bytes]:
         stat = self.path.stat()
         self._seen = (stat.st_mtime_ns, stat.st_size)
         return parse_keys(self.path.read_text(), str(self.path))
 
-    def changed(self) -> list[bytes] | None:
+    def changed(self, force: bool = False) -> list[bytes] | None:
+        now = time.monotonic()
+        if not force and now - self._looked < RELOOK_SECONDS:
+            return None
+        self._looked = now
         try:
             stat = self.path.stat()
         except FileNotFoundError:

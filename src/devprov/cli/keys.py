@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,7 @@ from devprov.instance import load_instance, save_instance
 from devprov.issuing_cas import reseal_keys
 from devprov.keyring import (
     KEY_VARIABLE,
+    RELOOK_SECONDS,
     encode_key,
     from_environment,
     key_file,
@@ -116,11 +118,15 @@ def rotate(
     records = with_store(data_dir, reseal, sealer)
     files = _reseal_files(data_dir, sealer)
     files += reseal_keys(data_dir, sealer)
+    if drop_old and not from_environment():
+        # A running devprov looks at the key file at most once a second, as it seals: wait
+        # until every one has, then seal again what one sealed under the old key meanwhile.
+        time.sleep(2 * RELOOK_SECONDS)
+        records += with_store(data_dir, reseal, sealer)
+        write_key_file(data_dir, [fresh])
     from devprov.store.schema import compact
 
     compact(instance_of(data_dir).database)
-    if drop_old and not from_environment():
-        write_key_file(data_dir, [fresh])
     kept = "" if drop_old else f"; older keys kept: {', '.join(sealer.key_ids[1:]) or 'none'}"
     console.print(
         f"sealing key is now {sealer.current_id}: re-sealed {records} records and {files} files"

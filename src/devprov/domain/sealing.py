@@ -21,8 +21,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 PREFIX = "sealed:v1:"
 KEY_BYTES = 32
 NONCE_BYTES = 12
-KeyRefresh = Callable[[], Sequence[bytes] | None]
-"""Asked before sealing and on an unknown key id: the keys now (None: unchanged)."""
+KeyRefresh = Callable[[bool], Sequence[bytes] | None]
+"""Asked before sealing (it may answer from a recent look) and, forced to look, on an unknown
+key id: the keys now (None: unchanged)."""
 
 
 class SealingError(Exception):
@@ -54,16 +55,21 @@ class Sealer:
 
     def __init__(self, keys: Sequence[bytes], refresh: KeyRefresh | None = None) -> None:
         self._refresh = refresh
+        self._raw: dict[str, bytes] = {}
         self._use(keys)
 
     def _use(self, keys: Sequence[bytes]) -> None:
+        """Seal with the first of `keys` from now on; a key held before and no longer given
+        still opens (what this process sealed with it while another rotated)."""
         if not keys:
             raise SealingError("no sealing key is held")
         for key in keys:
             if len(key) != KEY_BYTES:
                 raise SealingError(f"a sealing key is {KEY_BYTES} bytes, not {len(key)}")
-        self._keys = {key_id(key): AESGCM(key) for key in keys}
-        self._raw = {key_id(key): key for key in keys}
+        raw = {key_id(key): key for key in keys}
+        raw.update({kid: key for kid, key in self._raw.items() if kid not in raw})
+        self._raw = raw
+        self._keys = {kid: AESGCM(key) for kid, key in raw.items()}
         self.current_id = key_id(keys[0])
 
     @property
@@ -71,10 +77,10 @@ class Sealer:
         """The ids of the keys held, the sealing one first."""
         return list(self._keys)
 
-    def refresh(self) -> None:
+    def refresh(self, force: bool = False) -> None:
         """Take up the keys the key source holds now (a rotation by another process)."""
         if self._refresh is not None:
-            keys = self._refresh()
+            keys = self._refresh(force)
             if keys is not None:
                 self._use(keys)
 
@@ -90,7 +96,7 @@ class Sealer:
         if kid is None:
             raise SealingError("the value is not sealed")
         if kid not in self._keys:
-            self.refresh()
+            self.refresh(force=True)
         cipher = self._keys.get(kid)
         if cipher is None:
             raise SealingError(
@@ -123,7 +129,7 @@ class Sealer:
     def pem_passwords(self) -> list[bytes]:
         """Passwords for encrypted PEM files (which TLS must load from disk), one per key
         held, the current key's first."""
-        self.refresh()
+        self.refresh(force=True)
         return [
             base64.b64encode(hmac.digest(key, b"devprov pem password", "sha256"))
             for key in self._raw.values()

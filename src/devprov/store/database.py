@@ -316,7 +316,7 @@ class Store:
             query = sa.select(table.c.value).where(table.c.name == "key")
             done = (await connection.execute(query)).scalar_one_or_none()
             if done is not None and done not in sealer.key_ids:
-                sealer.refresh()  # a rotation by another process may have added it
+                sealer.refresh(force=True)  # a rotation by another process may have added it
             if done is not None and done not in sealer.key_ids:
                 raise SealingError(
                     f"the store's secrets are sealed under key {done}, which is not held (held:"
