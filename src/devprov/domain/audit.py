@@ -8,6 +8,7 @@ peer address.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -53,7 +54,7 @@ def parse_since(value: str | None) -> float | None:
     wrong = bad_request(
         "since must be epoch seconds or an ISO 8601 time (e.g. 2026-12-01T18:00:00Z)."
     )
-    if value.replace(".", "", 1).isdigit():
+    if re.fullmatch(r"[0-9]{1,12}(\.[0-9]{0,9})?", value):
         return float(value)
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -61,4 +62,7 @@ def parse_since(value: str | None) -> float | None:
         raise wrong from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    try:
+        return moment.timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise wrong from None

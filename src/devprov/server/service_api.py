@@ -4,6 +4,7 @@ and devprov's audit trail of the writes made through it (`GET /audit`)."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -120,7 +121,7 @@ class ServiceApi:
             return json_response([])
         since = parse_since(request.query.get("since"))
         limit = request.query.get("limit", "100")
-        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        if not re.fullmatch(r"[0-9]{1,4}", limit) or not 1 <= int(limit) <= 1000:
             raise bad_request("limit must be a whole number from 1 to 1000.")
         entries = await self.audit.entries(since, int(limit))
         return json_response([entry.to_wire() for entry in entries])
