@@ -10,8 +10,6 @@ the legacy one the Node registry client can read (iothub-registry-rest.md §3):
 from __future__ import annotations
 
 import json
-import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,16 +18,16 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from devprov.domain.audit import UNKNOWN, AuditEntry, AuditLog
+from devprov.domain.audit import UNKNOWN, AuditLog
 from devprov.domain.errors import DpsError
 from devprov.domain.hub_identities import HubError
 from devprov.hub.auth import unauthorized
 from devprov.hub.service import HubService, as_hub_error
+from devprov.server.audit_trail import keep
 from devprov.server.http import JSON_CONTENT_TYPE, json_response, no_content, read_json
 from devprov.server.routing import Router
 from devprov.server.service_auth import authorize
 
-log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 256 * 1024
 HubCall = Callable[[web.Request, str, dict[str, str]], Awaitable[web.StreamResponse]]
 
@@ -88,21 +86,11 @@ class HubApi:
                 status = response.status
                 return response
             finally:
-                if request.method != "GET" and self.audit is not None:
-                    await self._record(request, who, params.get("id"), status)
+                if request.method != "GET":
+                    path = f"//{host_of(request)}{request.path}"
+                    await keep(self.audit, request, who, params.get("id"), status, path)
 
         return handled
-
-    async def _record(
-        self, request: web.Request, who: str, resource: str | None, status: int
-    ) -> None:
-        assert self.audit is not None
-        path = f"//{host_of(request)}{request.path}"
-        entry = AuditEntry(time.time(), who, request.method, path, resource, status, request.remote)
-        try:
-            await self.audit.record(entry)
-        except Exception:
-            log.exception("could not record %s %s in the audit trail", request.method, path)
 
     def add_routes(self, router: Router) -> None:
         read, write, service = "RegistryRead", "RegistryWrite", "ServiceConnect"

@@ -3,7 +3,6 @@ and devprov's audit trail of the writes made through it (`GET /audit`)."""
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -12,10 +11,11 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from devprov.admin import GROUP, INDIVIDUAL, Admin, EnrollmentKind, Page, page_size
-from devprov.domain.audit import UNKNOWN, AuditEntry, AuditLog, parse_since
+from devprov.domain.audit import UNKNOWN, AuditLog, parse_since
 from devprov.domain.errors import INTERNAL_ERROR, DpsError, bad_request
 from devprov.domain.policies import PolicyLookup
 from devprov.server.activity_log import service_call
+from devprov.server.audit_trail import keep
 from devprov.server.http import (
     TRACKING_ID,
     json_response,
@@ -26,7 +26,6 @@ from devprov.server.http import (
 from devprov.server.routing import Router
 from devprov.server.service_auth import authorize
 
-log = logging.getLogger(__name__)
 MAX_SERVICE_BODY_BYTES = 4 * 1024 * 1024
 _WRITES = {"EnrollmentWrite", "ServiceConfig"}
 _AUDITED = {"EnrollmentWrite", "ServiceConfig", "RegistrationStatusWrite"}
@@ -95,26 +94,10 @@ class ServiceApi:
                     error_code=error_code or None,
                 )
                 if request.method != "GET" and right in _AUDITED:
-                    await self._record(request, params, policy, status)
+                    resource = next((params[n] for n in _RESOURCE_PARAMS if n in params), None)
+                    await keep(self.audit, request, policy or UNKNOWN, resource, status)
 
         return guarded
-
-    async def _record(
-        self, request: web.Request, params: dict[str, str], who: str | None, status: int
-    ) -> None:
-        """Keep a write (refused ones too) in the audit trail; a failure to is logged, never
-        the caller's failure."""
-        if self.audit is None:
-            return
-        resource = next((params[name] for name in _RESOURCE_PARAMS if name in params), None)
-        entry = AuditEntry(
-            time.time(), who or UNKNOWN, request.method, request.path, resource, status,
-            request.remote,
-        )  # fmt: skip
-        try:
-            await self.audit.record(entry)
-        except Exception:
-            log.exception("could not record %s %s in the audit trail", request.method, request.path)
 
     async def list_audit(self, request: web.Request, params: dict[str, str]) -> web.Response:
         if self.audit is None:

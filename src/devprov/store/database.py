@@ -1,4 +1,8 @@
-"""The store: reads and writes records as JSON documents in SQLite or PostgreSQL, atomically."""
+"""The store: reads and writes records as JSON documents in SQLite or PostgreSQL, atomically.
+
+Longer than most modules because every read and write of a record goes through this one class,
+so that batching, revisions (which caches depend on) and sealing secrets apply to all of them.
+"""
 
 from __future__ import annotations
 

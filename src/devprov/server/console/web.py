@@ -21,10 +21,11 @@ import jinja2
 from aiohttp import web
 
 from devprov.admin import Admin
-from devprov.domain.audit import AuditEntry, AuditLog
+from devprov.domain.audit import AuditLog
 from devprov.domain.errors import DpsError
 from devprov.domain.policies import AccessPolicy
 from devprov.server.activity_log import service_call
+from devprov.server.audit_trail import keep
 from devprov.server.console.activity import Activity
 from devprov.server.console.auth import COOKIE, SESSION_SECONDS, Session, Sessions, policy_for
 from devprov.server.console.redact import redact, redact_url
@@ -199,23 +200,9 @@ class Console:
                 error_code=code,
                 via="console",
             )
-            await self._record(context, status)
-
-    async def _record(self, context: Context, status: int) -> None:
-        """Keep a console write in the audit trail as `console:POLICY` (a failure to is
-        logged, never the user's failure)."""
-        if self.audit is None:
-            return
-        request = context.request
-        resource = next(iter(context.params.values()), None)
-        who = f"console:{context.session.policy.key_name}"
-        entry = AuditEntry(
-            time.time(), who, request.method, request.path, resource, status, request.remote
-        )
-        try:
-            await self.audit.record(entry)
-        except Exception:
-            log.exception("could not record %s %s in the audit trail", request.method, request.path)
+            who = f"console:{context.session.policy.key_name}"
+            resource = next(iter(context.params.values()), None)
+            await keep(self.audit, request, who, resource, status)
 
     async def _csrf_ok(self, request: web.Request, session: Session) -> bool:
         origin = request.headers.get("Origin")
