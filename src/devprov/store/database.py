@@ -26,7 +26,14 @@ from devprov.store.connections import (
     InlineSqlite,
     normalize_url,
 )
-from devprov.store.sealing import SEALED_FIELDS, key_use, open_document, seal_all, seal_document
+from devprov.store.sealing import (
+    FIELDS_VERSION,
+    SEALED_FIELDS,
+    key_use,
+    open_document,
+    seal_all,
+    seal_document,
+)
 from devprov.store.statements import statements_of
 from devprov.store.tables import table_of
 
@@ -318,20 +325,22 @@ class Store:
 
         async def seal(connection: DbConnection) -> int:
             query = sa.select(table.c.value).where(table.c.name == "key")
-            done = (await connection.execute(query)).scalar_one_or_none()
-            if done is not None and done not in sealer.key_ids:
+            marker = (await connection.execute(query)).scalar_one_or_none()
+            done = (marker or "").partition("/")[0]
+            if done and done not in sealer.key_ids:
                 sealer.refresh(force=True)  # a rotation by another process may have added it
-            if done is not None and done not in sealer.key_ids:
+            if done and done not in sealer.key_ids:
                 raise SealingError(
                     f"the store's secrets are sealed under key {done}, which is not held (held:"
                     f" {', '.join(sealer.key_ids)}): give devprov the key file or"
                     " DEVPROV_SECRET_KEY that has it"
                 )
-            if done == sealer.current_id and not again:
+            current = f"{sealer.current_id}/{FIELDS_VERSION}"
+            if marker == current and not again:
                 return 0
             changed = await seal_all(connection, sealer)
             await connection.execute(sa.delete(table).where(table.c.name == "key"))
-            await connection.execute(sa.insert(table).values(name="key", value=sealer.current_id))
+            await connection.execute(sa.insert(table).values(name="key", value=current))
             return changed
 
         return await self.run(seal)

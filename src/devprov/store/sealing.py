@@ -21,6 +21,8 @@ from devprov.store.connections import DbConnection
 from devprov.store.tables import table_of
 
 Path = tuple[str, ...]
+FIELDS_VERSION = 1
+"""Bump when SEALED_FIELDS gains a field: the next start then seals it in existing records."""
 _KEYS: tuple[Path, ...] = (
     ("attestation", "symmetricKey", "primaryKey"),
     ("attestation", "symmetricKey", "secondaryKey"),
