@@ -128,3 +128,13 @@ async def test_a_new_key_reseals_everything_and_the_old_key_is_then_not_needed(
         await only_new.close()
     with pytest.raises(SealingError, match="not held"):
         await store.get(Kind.ENROLLMENT, "dev-1")  # the old key alone opens nothing now
+
+
+async def test_a_value_that_looks_sealed_is_kept_as_given(store: Store) -> None:
+    looks = "sealed:v1:00000000:not-really"
+    document = _enrollment("dev-1", generate_key(), generate_key())
+    document["customAllocationDefinition"]["webhookSecret"] = looks
+    await store.write([Put(Kind.ENROLLMENT, "dev-1", "e", document)])
+    stored = await store.get(Kind.ENROLLMENT, "dev-1")
+    assert stored is not None
+    assert stored.document["customAllocationDefinition"]["webhookSecret"] == looks

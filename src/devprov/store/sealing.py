@@ -10,13 +10,13 @@ in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
 from devprov.domain.records import Kind
-from devprov.domain.sealing import Sealer, is_sealed, sealed_under
+from devprov.domain.sealing import Sealer, sealed_under
 from devprov.store.connections import DbConnection
 from devprov.store.tables import table_of
 
@@ -39,7 +39,9 @@ SEALED_FIELDS: Mapping[Kind, tuple[Path, ...]] = {
 }
 
 
-def _transform(document: Mapping[str, Any], paths: tuple[Path, ...], change: Any) -> dict[str, Any]:
+def _transform(
+    document: Mapping[str, Any], paths: tuple[Path, ...], change: Callable[[str], str]
+) -> dict[str, Any]:
     """A copy of `document` with each string at `paths` replaced by `change(value)` (only the
     dictionaries on the way are copied)."""
     result = dict(document)
@@ -61,9 +63,9 @@ def seal_document(sealer: Sealer, kind: Kind, document: Mapping[str, Any]) -> di
     paths = SEALED_FIELDS.get(kind)
     if not paths:
         return dict(document)
-    return _transform(
-        document, paths, lambda value: value if is_sealed(value) else sealer.seal_text(value)
-    )
+    # Always sealed, even a value that looks sealed: what the layers above hand the store is
+    # plaintext (a webhook secret may be any text), and opening takes off exactly one seal.
+    return _transform(document, paths, sealer.seal_text)
 
 
 def open_document(sealer: Sealer | None, kind: Kind, document: dict[str, Any]) -> dict[str, Any]:
