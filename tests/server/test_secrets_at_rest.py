@@ -250,3 +250,19 @@ async def test_the_wrong_key_is_told_in_one_line(database_url: str, tmp_path: Pa
     key_file(data_dir).write_text(original)
     ran = await asyncio.to_thread(cli, "info", "--data-dir", str(data_dir))
     assert ran.returncode == 0
+
+
+async def test_db_upgrade_seals_an_old_data_dir_without_serving(
+    database_url: str, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    old = await asyncio.to_thread(_old_layout, data_dir, database_url)
+    plain = [old["key"], old["owner"]["primary_key"], old["owner"]["secondary_key"]]
+
+    ran = await asyncio.to_thread(cli, "db", "upgrade", "--data-dir", str(data_dir))
+
+    assert "sealed the secrets of 1 records" in ran.stdout
+    assert leaked(database_text(database_url) + _data_dir_text(data_dir), plain) == []
+    assert b"ENCRYPTED PRIVATE KEY" in (data_dir / "tls" / SERVER_KEY).read_bytes()
+    shown = await asyncio.to_thread(cli, "enrollment", "show", "old-1", "--data-dir", str(data_dir))
+    assert "old-1" in shown.stdout

@@ -45,13 +45,13 @@ def _sealer(data_dir: Path) -> Sealer:
     try:
         return load_sealer(data_dir, create=False)
     except SealingError as error:
-        raise fail(str(error)) from None
+        raise fail(f"{error} (`devprov serve`, `init` or `db upgrade` makes a key file)") from None
 
 
-def _reseal_files(data_dir: Path, sealer: Sealer) -> int:
+def reseal_files(data_dir: Path, sealer: Sealer) -> int:
     """Seal the data dir's own secrets under the current key: the instance file's policy keys,
     the TLS keys, the issuing CA keys. How many files were rewritten."""
-    rewritten = 0
+    rewritten = reseal_keys(data_dir, sealer)
     instance = load_instance(data_dir)
     if instance is not None:
         save_instance(data_dir, instance)
@@ -116,8 +116,7 @@ def rotate(
         return await audited(store, "POST", "/keys/rotate", None, store.seal_secrets(again=True))
 
     records = with_store(data_dir, reseal, sealer)
-    files = _reseal_files(data_dir, sealer)
-    files += reseal_keys(data_dir, sealer)
+    files = reseal_files(data_dir, sealer)
     if drop_old and not from_environment():
         # A running devprov looks at the key file at most once a second, as it seals: wait
         # until every one has, then seal again what one sealed under the old key meanwhile.

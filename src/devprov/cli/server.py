@@ -210,11 +210,19 @@ def init(
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Bring the store's schema to this devprov's (`serve` does it too before listening)."""
-    from devprov.store.schema import head_revision, migrate
+    from devprov.cli.keys import reseal_files
+    from devprov.keyring import load_sealer
+    from devprov.store.schema import compact, head_revision, migrate
 
-    migrate(instance_of(data_dir).database)
-    sealed = with_store(data_dir, lambda store: store.seal_secrets())
-    console.print(f"schema at {head_revision()}" + (f"; sealed {sealed} records" if sealed else ""))
+    database = instance_of(data_dir).database
+    migrate(database)
+    sealer = load_sealer(data_dir)
+    sealed = with_store(data_dir, lambda store: store.seal_secrets(), sealer)
+    if sealed:
+        compact(database)  # the plaintext the sealing overwrote leaves the SQLite file
+    files = reseal_files(data_dir, sealer)
+    done = f"; sealed the secrets of {sealed} records and {files} files" if sealed else ""
+    console.print(f"schema at {head_revision()}{done}")
 
 
 def info(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
