@@ -100,6 +100,9 @@ def serve(
     max_message_bytes: Annotated[
         int | None, typer.Option(help="Largest device message accepted, payload included.")
     ] = None,
+    audit_retention_days: Annotated[
+        float | None, typer.Option(help="Days the audit trail keeps an entry (90).")
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Processes serving the same ports and store (SO_REUSEPORT).")
     ] = None,
@@ -147,6 +150,7 @@ def serve(
         allocators=_allocator_flags(allocator),
         exchange_log_size=exchange_log_size,
         hub_connector_timeout=hub_connector_timeout,
+        audit_retention_days=audit_retention_days,
         max_message_bytes=max_message_bytes,
         workers=workers,
         log_level=log_level,
