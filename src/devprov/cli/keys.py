@@ -122,6 +122,7 @@ def rotate(
         # until every one has, then seal again what one sealed under the old key meanwhile.
         time.sleep(2 * RELOOK_SECONDS)
         records += with_store(data_dir, reseal, sealer)
+        files += reseal_files(data_dir, sealer)
         write_key_file(data_dir, [fresh])
     from devprov.store.schema import compact
 
