@@ -49,6 +49,3 @@ def leaked(haystack: bytes, secrets: Iterable[str]) -> list[str]:
     """The secrets (some form of them) found in `haystack`."""
     return [s for s in secrets if any(form in haystack for form in forms(s))]
 
-
-def files_text(directory: Path) -> bytes:
-    return b"\n".join(p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file())
