@@ -48,4 +48,3 @@ def database_text(url: str) -> bytes:
 def leaked(haystack: bytes, secrets: Iterable[str]) -> list[str]:
     """The secrets (some form of them) found in `haystack`."""
     return [s for s in secrets if any(form in haystack for form in forms(s))]
-
