@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     hub_message_retention: int = Field(
         10_000, ge=1, description="Device-to-cloud messages a built-in hub keeps (newest)."
     )
+    audit_retention_days: float = Field(
+        90.0, gt=0, description="Days the audit trail of writes keeps an entry (then pruned)."
+    )
     log_level: str = Field("INFO", description="Logging level.")
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines as readable text, or one JSON object a line."

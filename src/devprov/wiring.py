@@ -41,6 +41,7 @@ from devprov.hubs.connector import ConnectorError, Finding
 from devprov.hubs.factory import ConnectorFactory, Connectors
 from devprov.instance import Instance, ensure_instance
 from devprov.issuing_cas import IssuingCas
+from devprov.keyring import load_sealer
 from devprov.log_format import configure_logging
 from devprov.process import raise_file_limit, trim_forever
 from devprov.registration.allocate import AllocationStage
@@ -77,12 +78,13 @@ from devprov.server.tls import (
 )
 from devprov.server.trust import ClientTrust
 from devprov.settings import Settings
+from devprov.store.audit import StoredAudit
 from devprov.store.database import Store
 from devprov.store.directory import CachedDirectory
 from devprov.store.exchanges import StoredExchanges
 from devprov.store.hub_messages import StoredMessageLog
 from devprov.store.registrations import StoredChallenges, StoredOperations, StoredRegistrations
-from devprov.store.schema import head_revision, migrate
+from devprov.store.schema import compact, head_revision, migrate
 
 log = logging.getLogger(__name__)
 OPERATION_RETENTION_SECONDS = 24 * 3600
@@ -104,7 +106,9 @@ def prepare(settings: Settings) -> tuple[Instance, TlsFiles]:
         tls = TlsFiles(pair[0], pair[0], pair[1])
     else:
         tls = ensure_certificates(
-            settings.data_dir / "tls", server_names(instance.host, instance.names)
+            settings.data_dir / "tls",
+            server_names(instance.host, instance.names),
+            load_sealer(settings.data_dir),
         )
     return instance, tls
 
@@ -209,8 +213,13 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
     instance, tls = prepare(settings)
     await asyncio.to_thread(migrate, instance.database)
     async with AsyncExitStack() as stack:
-        store = Store.connect(instance.database)
+        sealer = load_sealer(settings.data_dir)
+        store = Store.connect(instance.database, sealer)
         stack.push_async_callback(store.close)
+        sealed = await store.seal_secrets()  # once: what an older devprov left in plaintext
+        if sealed:
+            await asyncio.to_thread(compact, instance.database)  # no plaintext in free pages
+            log.info("sealed the secrets of %d records under key %s", sealed, sealer.current_id)
         metrics, activity = Metrics(), Activity()
         watching: list[Observer] = [*observers, RegistrationLog()]
         exchanged: list[ExchangeObserver] = []
@@ -236,6 +245,8 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             await link_default_hub(store, factory, settings.default_hub)
         connectors = Connectors(factory)
         stack.push_async_callback(connectors.close)
+        issuers = IssuingCas(store, settings.data_dir, sealer)
+        await asyncio.to_thread(issuers.reseal_keys)  # keys an older devprov left plain
         registrations = registration_service(
             store,
             instance.id_scope,
@@ -245,7 +256,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             exchanges=ObservedExchanges(
                 StoredExchanges(store, settings.exchange_log_size), exchanged
             ),
-            issuers=IssuingCas(store, settings.data_dir),
+            issuers=issuers,
             fast_path_seconds=settings.fast_path_seconds,
             observers=watching,
         )
@@ -255,8 +266,10 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         stack.push_async_callback(messages.close)
         hubs = HubService(CachedDirectory(store), HubDevices(store), messages, presence)
         small_tls_buffers()
-        context = server_context(tls.cert, tls.key)
-        certificate = ServerCertificate(None if settings.tls_pair() else settings.data_dir / "tls")
+        context = server_context(tls.cert, tls.key, sealer)
+        certificate = ServerCertificate(
+            None if settings.tls_pair() else settings.data_dir / "tls", sealer
+        )
 
         async def cover_hub_names() -> None:
             certificate.cover(context, tls_names(instance, await hubs.hubs()))
@@ -282,8 +295,15 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         add_metrics_route(router, metrics, MetricsAccess(settings.metrics, settings.metrics_token))
         add_openapi_route(router)
         admin = Admin(store, factory.prepare)
-        ServiceApi(admin, instance.policy, known_hosts, hubs, after_write).add_routes(router)
-        HubApi(hubs).add_routes(router)
+        audit = StoredAudit(store, settings.audit_retention_days)
+
+        async def prune_audit() -> None:
+            await audit.prune()
+
+        await prune_audit()
+        stack.push_async_callback(_cancelled, asyncio.create_task(_every(3600.0, prune_audit)))
+        ServiceApi(admin, instance.policy, known_hosts, hubs, after_write, audit).add_routes(router)
+        HubApi(hubs, audit).add_routes(router)
         if settings.console:
             Console(
                 admin,
@@ -292,6 +312,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
                 id_scope=instance.id_scope,
                 connector_kinds=factory.kinds,
                 after_write=after_write,
+                audit=audit,
             ).add_routes(router)
         dps_amqp = DpsAmqp(registrations, settings.max_message_bytes)
         DeviceApi(

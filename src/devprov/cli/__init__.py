@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from devprov.cli.audit import audit_app
 from devprov.cli.bench import bench, bench_hub, bench_idle, bench_seed
 from devprov.cli.certificates import ca_app, cert_app
 from devprov.cli.credentials import credential_policy_app
 from devprov.cli.device import device_app
 from devprov.cli.hubs import hub_app
+from devprov.cli.keys import keys_app
 from devprov.cli.records import enrollment_app, group_app, registration_app
 from devprov.cli.server import db_app, info, init, serve
 from devprov.cli.webhooks import webhook_app
@@ -34,5 +36,7 @@ app.add_typer(credential_policy_app, name="credential-policy")
 app.add_typer(device_app, name="device")
 app.add_typer(db_app, name="db")
 app.add_typer(webhook_app, name="webhook")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 
 __all__ = ["app"]

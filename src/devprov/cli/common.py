@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -12,7 +15,9 @@ import typer
 from rich.console import Console
 
 from devprov.admin import Admin
+from devprov.domain.audit import AdminAudit, AuditEntry
 from devprov.domain.errors import DpsError
+from devprov.domain.sealing import Sealer, SealingError
 from devprov.instance import Instance, load_instance
 from devprov.settings import DEFAULT_DATA_DIR
 from devprov.store.database import Store
@@ -36,7 +41,10 @@ def fail(message: str) -> typer.Exit:
 
 def instance_of(data_dir: Path) -> Instance:
     """The instance a data dir holds; commands other than `serve` and `init` never make one."""
-    instance = load_instance(data_dir)
+    try:
+        instance = load_instance(data_dir)
+    except SealingError as error:
+        raise fail(str(error)) from None
     if instance is None:
         hint = "" if data_dir != DEFAULT_DATA_DIR else " (the default; set DEVPROV_DATA_DIR)"
         raise fail(
@@ -46,9 +54,12 @@ def instance_of(data_dir: Path) -> Instance:
     return instance
 
 
-def with_store(data_dir: Path, work: Callable[[Store], Awaitable[T]]) -> T:
+def with_store(
+    data_dir: Path, work: Callable[[Store], Awaitable[T]], sealer: Sealer | None = None
+) -> T:
     """Run one call straight against the store the server uses (whose schema must be current:
     migrating is `devprov db upgrade`'s job, or `serve`'s)."""
+    from devprov.keyring import load_sealer
     from devprov.store.schema import is_current
 
     database = instance_of(data_dir).database
@@ -59,7 +70,7 @@ def with_store(data_dir: Path, work: Callable[[Store], Awaitable[T]]) -> T:
         )
 
     async def run() -> T:
-        store = Store.connect(database)
+        store = Store.connect(database, sealer or load_sealer(data_dir))
         try:
             return await work(store)
         finally:
@@ -72,13 +83,57 @@ def with_store(data_dir: Path, work: Callable[[Store], Awaitable[T]]) -> T:
             f"[red]error {error.error_code}[/red]: {error.message}", highlight=False, soft_wrap=True
         )
         raise typer.Exit(1) from None
+    except SealingError as error:
+        raise fail(str(error)) from None
+
+
+def cli_user() -> str:
+    """Who the audit trail names for a command: `cli:` and the local user."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"cli:uid-{os.getuid()}"
+
+
+def cli_audit(store: Store) -> AdminAudit:
+    """Records a command's write in the audit trail, as the local user, from `local`."""
+    from devprov.store.audit import StoredAudit
+
+    trail = StoredAudit(store)
+
+    async def record(method: str, path: str, resource: str | None, status: int) -> None:
+        entry = AuditEntry(time.time(), cli_user(), method, path, resource, status, "local")
+        await trail.record(entry)
+
+    return record
+
+
+async def audited(
+    store: Store, method: str, path: str, resource: str | None, work: Awaitable[T]
+) -> T:
+    """Await a write that does not go through the `Admin` facade, recording its outcome."""
+    status = 200
+    try:
+        return await work
+    except DpsError as error:
+        status = error.status
+        raise
+    except Exception:
+        status = 500
+        raise
+    finally:
+        await cli_audit(store)(method, path, resource, status)
 
 
 def with_admin(data_dir: Path, work: Callable[[Admin], Awaitable[T]]) -> T:
-    """Run one management call, with the rules the service API applies."""
+    """Run one management call, with the rules the service API applies; its writes are
+    recorded in the audit trail as the local user's."""
     from devprov.wiring import connector_factory
 
-    return with_store(data_dir, lambda store: work(Admin(store, connector_factory(store).prepare)))
+    return with_store(
+        data_dir,
+        lambda store: work(Admin(store, connector_factory(store).prepare, cli_audit(store))),
+    )
 
 
 def print_json(value: Any) -> None:

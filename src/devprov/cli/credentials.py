@@ -8,11 +8,20 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from devprov.cli.common import DataDir, JsonFlag, console, fail, print_json, with_store
+from devprov.cli.common import (
+    DataDir,
+    JsonFlag,
+    audited,
+    console,
+    fail,
+    print_json,
+    with_store,
+)
 from devprov.domain.certificates import to_pem
 from devprov.domain.credentials import DEFAULT_VALIDITY_DAYS, CredentialPolicy, describe_policy
 from devprov.issuing_cas import IssuingCas
 from devprov.settings import DEFAULT_DATA_DIR
+from devprov.store.database import Store
 
 T = TypeVar("T")
 
@@ -24,8 +33,19 @@ credential_policy_app = typer.Typer(
 Name = Annotated[str, typer.Argument(help="The policy's name (credentialPolicyName).")]
 
 
-def _with_policies(data_dir: Path, work: Callable[[IssuingCas], Awaitable[T]]) -> T:
-    return with_store(data_dir, lambda store: work(IssuingCas(store, data_dir)))
+def _with_policies(
+    data_dir: Path,
+    work: Callable[[IssuingCas], Awaitable[T]],
+    write: tuple[str, str, str] | None = None,
+) -> T:
+    """Run `work` on the policies; a `write` (method, path, name) is audited."""
+
+    def run(store: Store) -> Awaitable[T]:
+        if write is None:
+            return work(IssuingCas(store, data_dir))
+        return audited(store, *write, work(IssuingCas(store, data_dir)))
+
+    return with_store(data_dir, run)
 
 
 def _show(policy: CredentialPolicy, as_json: bool) -> None:
@@ -45,13 +65,15 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Make a policy with a new issuing CA (P-384); its key stays in the data dir (0600)."""
-    _show(_with_policies(data_dir, lambda policies: policies.create(name, days)), as_json)
+    write = ("PUT", f"/credentialPolicies/{name}", name)
+    _show(_with_policies(data_dir, lambda policies: policies.create(name, days), write), as_json)
 
 
 @credential_policy_app.command("rotate")
 def rotate(name: Name, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
     """A new issuing CA signs from now on; certificates the old ones issued stay accepted."""
-    _show(_with_policies(data_dir, lambda policies: policies.rotate(name)), as_json)
+    write = ("POST", f"/credentialPolicies/{name}/rotate", name)
+    _show(_with_policies(data_dir, lambda policies: policies.rotate(name), write), as_json)
 
 
 @credential_policy_app.command("list")
@@ -83,5 +105,6 @@ def show(
 @credential_policy_app.command("remove")
 def remove(name: Name, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Forget a policy: its devices get no new certificates and their old ones are refused."""
-    _with_policies(data_dir, lambda policies: policies.remove(name))
+    write = ("DELETE", f"/credentialPolicies/{name}", name)
+    _with_policies(data_dir, lambda policies: policies.remove(name), write)
     console.print(f"removed credential policy {name}")

@@ -18,7 +18,9 @@ from devprov.cli.common import (
     fail,
     instance_of,
     with_admin,
+    with_store,
 )
+from devprov.domain.sealing import SealingError
 from devprov.settings import DEFAULT_DATA_DIR, Settings
 
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
@@ -98,6 +100,9 @@ def serve(
     max_message_bytes: Annotated[
         int | None, typer.Option(help="Largest device message accepted, payload included.")
     ] = None,
+    audit_retention_days: Annotated[
+        float | None, typer.Option(help="Days the audit trail keeps an entry (90).")
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Processes serving the same ports and store (SO_REUSEPORT).")
     ] = None,
@@ -145,6 +150,7 @@ def serve(
         allocators=_allocator_flags(allocator),
         exchange_log_size=exchange_log_size,
         hub_connector_timeout=hub_connector_timeout,
+        audit_retention_days=audit_retention_days,
         max_message_bytes=max_message_bytes,
         workers=workers,
         log_level=log_level,
@@ -161,14 +167,17 @@ def serve(
     except ValueError as error:
         raise fail(f"{error} (give --allocator NAME=package.module:function)") from None
     configure_logging(settings.log_level, settings.log_format)
-    instance, tls = prepare(settings)
-    err_console.print(
-        f"devprov: id scope [bold]{instance.id_scope}[/bold] on"
-        f" https://{instance.host_name}:{instance.https_port} and"
-        f" mqtts://{instance.host_name}:{instance.mqtt_port} and"
-        f" amqps://{instance.host_name}:{instance.amqp_port} (CA: {tls.ca_cert})"
-    )
-    run(settings)
+    try:
+        instance, tls = prepare(settings)
+        err_console.print(
+            f"devprov: id scope [bold]{instance.id_scope}[/bold] on"
+            f" https://{instance.host_name}:{instance.https_port} and"
+            f" mqtts://{instance.host_name}:{instance.mqtt_port} and"
+            f" amqps://{instance.host_name}:{instance.amqp_port} (CA: {tls.ca_cert})"
+        )
+        run(settings)
+    except SealingError as error:  # the key file or DEVPROV_SECRET_KEY is not the right one
+        raise fail(str(error)) from None
 
 
 def _allocator_flags(flags: list[str] | None) -> dict[str, str] | None:
@@ -194,7 +203,10 @@ def init(
     from devprov.store.schema import migrate
     from devprov.wiring import prepare
 
-    instance, _ = prepare(Settings(data_dir=data_dir, db=db))
+    try:
+        instance, _ = prepare(Settings(data_dir=data_dir, db=db))
+    except SealingError as error:
+        raise fail(str(error)) from None
     migrate(instance.database)
     console.print(f"devprov data dir ready at {data_dir.resolve()} (id scope {instance.id_scope})")
 
@@ -202,10 +214,19 @@ def init(
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Bring the store's schema to this devprov's (`serve` does it too before listening)."""
-    from devprov.store.schema import head_revision, migrate
+    from devprov.cli.keys import reseal_files
+    from devprov.keyring import load_sealer
+    from devprov.store.schema import compact, head_revision, migrate
 
-    migrate(instance_of(data_dir).database)
-    console.print(f"schema at {head_revision()}")
+    database = instance_of(data_dir).database
+    migrate(database)
+    sealer = load_sealer(data_dir)
+    sealed = with_store(data_dir, lambda store: store.seal_secrets(), sealer)
+    if sealed:
+        compact(database)  # the plaintext the sealing overwrote leaves the SQLite file
+    files = reseal_files(data_dir, sealer)
+    done = f"; sealed the secrets of {sealed} records and {files} files" if sealed else ""
+    console.print(f"schema at {head_revision()}{done}")
 
 
 def info(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:

@@ -84,6 +84,32 @@ exchanges = _document_table(
 )
 credential_policies = _document_table("credential_policies")
 
+# Management writes (service API, CLI): who, what, when, from where; pruned by age.
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("at", sa.Float, nullable=False, index=True),
+    sa.Column("who", sa.String(256), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("resource", sa.String(512), nullable=True),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("peer", sa.String(256), nullable=True),
+)
+# Which key the secrets were last all sealed under (a start-up skips the pass when current).
+sealing = sa.Table(
+    "sealing",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+
 
 def table_of(kind: Kind) -> sa.Table:
     """The table that holds records of `kind` (named after it)."""
