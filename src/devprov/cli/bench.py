@@ -16,8 +16,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from devprov.bench.scenarios import ALLOCATIONS, SCENARIOS
-from devprov.cli.common import DataDir, JsonFlag, console, err_console, instance_of
-from devprov.settings import DEFAULT_DATA_DIR
+from devprov.cli.common import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    JsonFlag,
+    console,
+    err_console,
+    instance_of,
+)
 
 if TYPE_CHECKING:
     from devprov.bench.runner import ScenarioResult

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from devprov import certmaker
-from devprov.cli.common import DataDir, console, print_json, with_admin
-from devprov.settings import DEFAULT_DATA_DIR
+from devprov.cli.common import DEFAULT_DATA_DIR, DataDir, console, print_json, with_admin
+
+if TYPE_CHECKING:
+    from devprov import certmaker
 
 ca_app = typer.Typer(
     help="Verified CAs: add one, get a code, prove possession, then groups may use it.",
@@ -71,6 +72,8 @@ def _saved(issued: certmaker.Issued, out: Path, name: str) -> None:
 @cert_app.command("root")
 def cert_root(name: str, out: OutDir = Path("certs")) -> None:
     """A self-signed root CA."""
+    from devprov import certmaker
+
     _saved(certmaker.root_ca(f"{name} root CA"), out, name)
 
 
@@ -79,6 +82,8 @@ def cert_intermediate(
     name: str, issuer: Annotated[str, typer.Option()], out: OutDir = Path("certs")
 ) -> None:
     """An intermediate CA signed by --issuer."""
+    from devprov import certmaker
+
     parent = certmaker.Issued.load(out, issuer)
     _saved(certmaker.intermediate_ca(parent, f"{name} intermediate CA"), out, name)
 
@@ -90,6 +95,8 @@ def cert_device(
     """A device certificate whose CN is the registration id (self-signed without --issuer).
 
     Give the device NAME-chain.pem: it carries the intermediates DPS needs to see."""
+    from devprov import certmaker
+
     parent = certmaker.Issued.load(out, issuer) if issuer else None
     _saved(certmaker.device(registration_id, parent), out, registration_id)
 
@@ -99,6 +106,8 @@ def cert_verification(
     code: str, issuer: Annotated[str, typer.Option()], out: OutDir = Path("certs")
 ) -> None:
     """The proof of possession for `devprov ca verify`: CN = the code, signed by --issuer."""
+    from devprov import certmaker
+
     _saved(
         certmaker.verification(code, certmaker.Issued.load(out, issuer)), out, f"verify-{issuer}"
     )

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from devprov.cli.common import DataDir, JsonFlag, console, fail, print_json, with_store
-from devprov.domain.certificates import to_pem
-from devprov.domain.credentials import DEFAULT_VALIDITY_DAYS, CredentialPolicy, describe_policy
-from devprov.issuing_cas import IssuingCas
-from devprov.settings import DEFAULT_DATA_DIR
+from devprov.cli.common import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    JsonFlag,
+    console,
+    fail,
+    print_json,
+    with_store,
+)
+
+if TYPE_CHECKING:
+    from devprov.domain.credentials import CredentialPolicy
+    from devprov.issuing_cas import IssuingCas
+
+DEFAULT_VALIDITY_DAYS = 30  # domain.credentials.DEFAULT_VALIDITY_DAYS (a test holds them equal)
 
 T = TypeVar("T")
 
@@ -25,10 +35,14 @@ Name = Annotated[str, typer.Argument(help="The policy's name (credentialPolicyNa
 
 
 def _with_policies(data_dir: Path, work: Callable[[IssuingCas], Awaitable[T]]) -> T:
+    from devprov.issuing_cas import IssuingCas
+
     return with_store(data_dir, lambda store: work(IssuingCas(store, data_dir)))
 
 
 def _show(policy: CredentialPolicy, as_json: bool) -> None:
+    from devprov.domain.credentials import describe_policy
+
     if as_json:
         print_json(policy.to_document())
     else:
@@ -57,6 +71,8 @@ def rotate(name: Name, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag =
 @credential_policy_app.command("list")
 def listing(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Every policy and its current issuing CA."""
+    from devprov.domain.credentials import describe_policy
+
     for policy in _with_policies(data_dir, lambda policies: policies.policies()):
         console.print(describe_policy(policy), highlight=False)
 
@@ -75,6 +91,8 @@ def show(
     if policy is None:
         raise fail(f"there is no credential policy named {name!r}")
     if pem:
+        from devprov.domain.certificates import to_pem
+
         print("".join(to_pem(ca) for ca in policy.issuing_cas), end="")
         return
     _show(policy, as_json)

@@ -10,10 +10,9 @@ from typing import Annotated
 import typer
 
 from devprov import certmaker
-from devprov.cli.common import DataDir, err_console, print_json
+from devprov.cli.common import DEFAULT_DATA_DIR, DataDir, err_console, print_json
 from devprov.client.device import DeviceClient, RegistrationFailed
 from devprov.instance import load_instance
-from devprov.settings import DEFAULT_DATA_DIR
 
 device_app = typer.Typer(help="devprov's own device client.", no_args_is_help=True)
 

@@ -6,13 +6,25 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from devprov.cli.common import DataDir, JsonFlag, console, fail, print_json, with_admin, with_store
-from devprov.settings import DEFAULT_DATA_DIR
-from devprov.store.database import Store
+from devprov.cli.common import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    JsonFlag,
+    console,
+    fail,
+    print_json,
+    print_listing,
+    with_admin,
+    with_store,
+)
+from devprov.cli.records import check_host_name
+
+if TYPE_CHECKING:
+    from devprov.store.database import Store
 
 hub_app = typer.Typer(
     help="Linked IoT hubs, the devices provisioned to them, and what built-in hubs received.",
@@ -45,6 +57,7 @@ def hub_add(
     location: Annotated[str | None, typer.Option(help="Where the hub is.")] = None,
 ) -> None:
     """Link an IoT hub (works while `serve` runs; the next registration sees it)."""
+    check_host_name(host_name)
     body = {
         "connector": connector,
         "connectionString": connection_string,
@@ -56,9 +69,19 @@ def hub_add(
 
 
 @hub_app.command("list")
-def hub_list(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """List linked hubs."""
-    print_json(with_admin(data_dir, lambda admin: admin.list_linked_hubs()))
+def hub_list(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
+    """List linked hubs (a table; --json: a JSON array)."""
+    print_listing(
+        with_admin(data_dir, lambda admin: admin.list_linked_hubs()),
+        as_json,
+        [
+            ("hub", lambda hub: hub["hostName"]),
+            ("connector", lambda hub: hub.get("connector", "builtin")),
+            ("weight", lambda hub: hub.get("allocationWeight", 1)),
+            ("allocation applies", lambda hub: hub.get("applyAllocationPolicy", True)),
+            ("location", lambda hub: hub.get("location")),
+        ],
+    )
 
 
 @hub_app.command("show")
@@ -127,8 +150,10 @@ def hub_remove(host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 
 
 @hub_app.command("devices")
-def hub_devices(host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """The device identities on a built-in hub, as DPS wrote them."""
+def hub_devices(
+    host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False
+) -> None:
+    """The device identities on a built-in hub, as DPS wrote them (--json: a JSON array)."""
 
     async def read(store: Store) -> list[dict[str, Any]]:
         from devprov.domain.hub_identities import provisioned_view
@@ -137,7 +162,15 @@ def hub_devices(host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
         devices = await HubDevices(store).list(host_name)
         return [provisioned_view(device, host_name) for device in devices]
 
-    print_json(with_store(data_dir, read))
+    print_listing(
+        with_store(data_dir, read),
+        as_json,
+        [
+            ("device id", lambda device: device.get("deviceId")),
+            ("status", lambda device: device.get("status")),
+            ("authentication", lambda device: (device.get("authentication") or {}).get("type")),
+        ],
+    )
 
 
 @hub_app.command("messages")

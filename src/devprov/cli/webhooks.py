@@ -6,14 +6,24 @@ import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from devprov.cli.common import DataDir, JsonFlag, console, fail, print_json, with_store
-from devprov.domain.exchanges import Exchange
-from devprov.settings import DEFAULT_DATA_DIR, Settings
+from devprov.cli.common import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    JsonFlag,
+    console,
+    fail,
+    print_json,
+    with_store,
+)
+
+if TYPE_CHECKING:
+    from devprov.domain.exchanges import Exchange
+    from devprov.settings import Settings
 
 webhook_app = typer.Typer(
     help="Custom allocation exchanges: list them, replay one, serve a function as a webhook.",
@@ -22,7 +32,7 @@ webhook_app = typer.Typer(
 
 
 def _outcome(exchange: Exchange | dict[str, Any]) -> str:
-    document = exchange.to_document() if isinstance(exchange, Exchange) else exchange
+    document = exchange if isinstance(exchange, dict) else exchange.to_document()
     error = document.get("error")
     status = document.get("status")
     if error:
@@ -166,6 +176,8 @@ def replay(
     recorded = with_store(data_dir, read)
     if recorded is None:
         raise fail(f"no exchange {exchange_id!r}: `devprov webhook log` lists them")
+    from devprov.settings import Settings
+
     settings = Settings.load(config, data_dir=data_dir)
     replayed = asyncio.run(_replay(recorded.request, to, settings, secret))
     if as_json:
