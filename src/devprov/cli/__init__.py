@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import click
 import typer
+from typer._click.core import Context
+from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from devprov.cli.bench import bench, bench_hub, bench_idle, bench_seed
@@ -25,10 +26,10 @@ class Devprov(TyperGroup):
     """The root command: a user's or the environment's mistake is one line and exit 1; a
     traceback only with --debug (or DEVPROV_DEBUG=1), or for what is a bug of ours."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (typer.Exit, typer.Abort, ClickException):
             raise
         except Exception as error:
             told = explain(error)

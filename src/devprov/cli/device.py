@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from devprov import certmaker
-from devprov.cli.common import DEFAULT_DATA_DIR, DataDir, err_console, print_json
-from devprov.client.device import DeviceClient, RegistrationFailed
-from devprov.instance import load_instance
+from devprov.cli.common import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    UserError,
+    err_console,
+    print_json,
+    resolved_data_dir,
+)
+from devprov.cli.records import _base64
 
 device_app = typer.Typer(help="devprov's own device client.", no_args_is_help=True)
 
@@ -22,6 +28,13 @@ def device_register(
     registration_id: str,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     key: Annotated[str | None, typer.Option(help="The device's symmetric key.")] = None,
+    cert: Annotated[
+        Path | None,
+        typer.Option(help="X.509: the device's certificate chain (PEM, leaf first)."),
+    ] = None,
+    cert_key: Annotated[
+        Path | None, typer.Option("--cert-key", help="X.509: the key of --cert (PEM).")
+    ] = None,
     group_key: Annotated[
         str | None, typer.Option(help="The enrollment group's key (the device key is derived).")
     ] = None,
@@ -49,21 +62,40 @@ def device_register(
         ),
     ] = None,
 ) -> None:
-    """Register a device over HTTPS and print its registration result."""
+    """Register a device over HTTPS (symmetric key, group key or X.509) and print its result."""
+    from devprov import certmaker
+    from devprov.client.device import DeviceClient, RegistrationFailed
+    from devprov.instance import load_instance
+
+    data_dir = resolved_data_dir(data_dir)
     instance = load_instance(data_dir)
     if (host is None or id_scope is None) and instance is None:
-        raise typer.BadParameter("give --host and --id-scope, or a --data-dir of a devprov")
+        raise UserError(
+            f"no devprov data dir at {data_dir.resolve()} to read the server from: give --host"
+            " and --id-scope, or point --data-dir (DEVPROV_DATA_DIR) at the server's data dir."
+        )
+    if sum(1 for given in (key, group_key, cert) if given) != 1:
+        raise UserError("give one of --key, --group-key and --cert (with --cert-key)")
+    _base64("--key", key)
+    for option, path in (("--cert", cert), ("--cert-key", cert_key), ("--ca", ca)):
+        if path is not None and not path.is_file():
+            raise UserError(f"{option} {path}: no such file")
+    _base64("--group-key", group_key)
     client = DeviceClient(
         host=host or (instance.host_name if instance else "localhost"),
         id_scope=id_scope or (instance.id_scope if instance else ""),
         port=port or (instance.https_port if instance else 443),
         ca_file=str(ca or (data_dir / "tls" / "ca.pem")),
+        cert_file=str(cert) if cert else None,
+        key_file=str(cert_key) if cert_key else None,
     )
     try:
         parsed = json.loads(payload) if payload else None
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"--payload is not JSON: {exc}") from None
     request = certmaker.certificate_request(registration_id) if new_certificate else None
+    import aiohttp
+
     try:
         state = asyncio.run(
             client.register(
@@ -75,9 +107,23 @@ def device_register(
             )
         )
     except RegistrationFailed as failure:
-        err_console.print(f"[red]registration failed[/red] (HTTP {failure.status})")
+        err_console.print(
+            f"[red]registration failed[/red]: {_why(failure.status, failure.body)}",
+            highlight=False,
+            soft_wrap=True,
+        )
         print_json(failure.body)
         raise typer.Exit(1) from None
+    except (OSError, aiohttp.ClientError) as error:
+        where = f"https://{client.host}:{client.port}"
+        if isinstance(error, aiohttp.ClientSSLError | ssl.SSLError):
+            raise UserError(
+                f"TLS with {where} failed ({error}): trust the server's CA with --ca"
+            ) from None
+        raise UserError(
+            f"cannot reach devprov at {where}: is `devprov serve` running? (or give --host and"
+            " --port)"
+        ) from None
     if request is not None and new_certificate is not None:
         chain = state.get("issuedCertificateChain") or []
         if not chain:
@@ -86,3 +132,16 @@ def device_register(
         chain_file, key_file = request.save(new_certificate, registration_id, chain)
         err_console.print(f"wrote {chain_file} and {key_file}")
     print_json(state)
+
+
+def _why(status: int, body: object) -> str:
+    """The errorCode and message DPS answered (a failed allocation answers them inside
+    registrationState, with HTTP 200)."""
+    found = body if isinstance(body, dict) else {}
+    inner = found.get("registrationState")
+    state = inner if isinstance(inner, dict) else None
+    source = state or found
+    code, message = source.get("errorCode"), source.get("errorMessage") or source.get("message")
+    if code is not None:
+        return f"{code}: {message}"
+    return f"HTTP {status}"

@@ -1,4 +1,5 @@
-"""A device client for the HTTPS runtime API: register with a symmetric key and a payload."""
+"""A device client for the HTTPS runtime API: register with a symmetric key or an X.509
+certificate, and a payload."""
 
 from __future__ import annotations
 
@@ -33,9 +34,14 @@ class DeviceClient:
     port: int = 443
     ca_file: str | None = None
     poll_limit: int = 60
+    cert_file: str | None = None  # X.509: the device's certificate chain (PEM), and its key
+    key_file: str | None = None
 
     def _ssl(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.ca_file)
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
 
     async def register(
         self,
@@ -54,14 +60,15 @@ class DeviceClient:
         key = symmetric_key or (
             derive_device_key(group_key, registration_id) if group_key else None
         )
-        if key is None:
-            raise ValueError("a symmetric key or a group key is required")
+        if key is None and not self.cert_file:
+            raise ValueError("a symmetric key, a group key or a certificate is required")
         resource = f"{self.id_scope}/registrations/{registration_id}"
         headers = {
-            "Authorization": build_sas(resource, key, key_name="registration"),
             "Content-Type": "application/json; charset=utf-8",
             "Accept": "application/json",
         }
+        if key is not None:
+            headers["Authorization"] = build_sas(resource, key, key_name="registration")
         base = f"https://{self.host}:{self.port}/{quote(self.id_scope)}/registrations/{quote(registration_id)}"
         body: dict[str, Any] = {"registrationId": registration_id}
         if payload is not None:
