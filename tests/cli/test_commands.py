@@ -116,6 +116,7 @@ def test_hub_added_while_serving_applies_to_the_next_registration(served: Path) 
     )  # fmt: skip
     assert refused.returncode == 1
     assert "400208" in refused.stdout
+    assert refused.stderr.startswith("registration failed: 400208: ")  # not "HTTP 200"
 
     devprov("hub", "add", "late-hub.example", "--data-dir", str(served))
     assert info(served)["linkedHubs"] == ["late-hub.example"]
@@ -130,7 +131,7 @@ def test_hub_added_while_serving_applies_to_the_next_registration(served: Path) 
     record = json.loads(devprov("registration", "show", "dev-1", "--data-dir", str(served)).stdout)
     assert record["assignedHub"] == "late-hub.example"
     devices = json.loads(
-        devprov("hub", "devices", "late-hub.example", "--data-dir", str(served)).stdout
+        devprov("hub", "devices", "late-hub.example", "--json", "--data-dir", str(served)).stdout
     )
     assert [device["deviceId"] for device in devices] == ["dev-1"]
 
@@ -216,7 +217,8 @@ def test_a_store_behind_the_schema_is_told_to_upgrade_not_migrated(tmp_path: Pat
     assert current_revision(database) == "0004"  # looking changed nothing
 
     devprov("db", "upgrade", "--data-dir", str(tmp_path / "data"))
-    assert json.loads(devprov("hub", "list", "--data-dir", str(tmp_path / "data")).stdout) == []
+    listed = devprov("hub", "list", "--json", "--data-dir", str(tmp_path / "data")).stdout
+    assert json.loads(listed) == []
 
 
 def test_make_runs_default_hub_takes_a_device_with_no_set_up(
