@@ -66,6 +66,7 @@ def serving(data_dir: Path, database_url: str, *extra: str) -> Iterator[Path]:
             "--host", "127.0.0.1",
             "--https-port", str(port),
             "--mqtt-port", str(free_port()),
+            "--amqp-port", str(free_port()),
             "--db", database_url,
             *extra,
         ],

@@ -20,7 +20,7 @@ import pytest
 from tests.cli.test_commands import devprov as run_in_process
 from tests.conftest import PG_ADMIN, free_port
 
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
 as_nobody = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None,
     reason="needs root and setpriv to run devprov as an ordinary user",
@@ -28,7 +28,10 @@ as_nobody = pytest.mark.skipif(
 
 
 def devprov(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, user: list[str] = []
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    user: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*user, sys.executable, "-m", "devprov.cli", *args],

@@ -167,19 +167,30 @@ async def _import(
     return tally
 
 
-async def _from_file(path: Path) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+def _read_export(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Every line of an export, all read before anything is written: a bad line imports nothing."""
+    lines = []
     with path.open() as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
                 item = json.loads(line)
-                yield item["kind"], item["record"]
+                kind, record = item["kind"], item["record"]
             except (json.JSONDecodeError, KeyError, TypeError):
+                kind, record = None, None
+            if kind not in KIND_ORDER or not isinstance(record, dict):
                 raise UserError(
                     f"{path}:{number} is not a devprov export line"
-                    ' ({"kind": ..., "record": {...}})'
-                ) from None
+                    ' ({"kind": "enrollment" | "group" | "linkedHub" | "ca", "record": {...}})'
+                )
+            lines.append((kind, record))
+    return lines
+
+
+async def _listed(lines: list[tuple[str, dict[str, Any]]]) -> AsyncIterator[tuple[str, Any]]:
+    for line in lines:
+        yield line
 
 
 async def _from_dps(
@@ -272,11 +283,9 @@ def import_(
         raise UserError("give an export FILE or --from-dps 'SERVICE CONNECTION STRING'")
     if file is not None and not file.is_file():
         raise UserError(f"{file}: no such file")
-    total = None
-    if file is not None:
-        with file.open() as handle:
-            total = sum(1 for line in handle if line.strip())
-    lines = _from_file(file) if file is not None else _from_dps(from_dps or "", ca, concurrency)
+    read = _read_export(file) if file is not None else None
+    lines = _listed(read) if read is not None else _from_dps(from_dps or "", ca, concurrency)
+    total = len(read) if read is not None else None
     tally = with_admin(data_dir, lambda admin: _import(admin, lines, total))
     if as_json:
         print(json.dumps(tally.summary()))
