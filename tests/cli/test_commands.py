@@ -59,6 +59,7 @@ def info(data_dir: Path) -> dict[str, Any]:
 def serving(data_dir: Path, database_url: str, *extra: str) -> Iterator[Path]:
     """`devprov serve` as a process of its own, on free ports."""
     port = free_port()
+    log = data_dir.parent / f"{data_dir.name}-serve.log"
     server = subprocess.Popen(
         [
             sys.executable, "-m", "devprov.cli", "serve",
@@ -71,13 +72,13 @@ def serving(data_dir: Path, database_url: str, *extra: str) -> Iterator[Path]:
             *extra,
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log.open("w"),  # a file: a pipe nobody reads would fill and stop the server
         text=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert server.poll() is None, log.read_text()
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                     break
