@@ -40,6 +40,7 @@ class Devprov(TyperGroup):
 
 
 app = typer.Typer(
+    rich_markup_mode=None,
     cls=Devprov,
     help="devprov: a self-hosted Device Provisioning Service, wire-compatible with Azure DPS.",
     no_args_is_help=True,

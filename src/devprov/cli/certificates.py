@@ -13,10 +13,12 @@ if TYPE_CHECKING:
     from devprov import certmaker
 
 ca_app = typer.Typer(
+    rich_markup_mode=None,
     help="Verified CAs: add one, get a code, prove possession, then groups may use it.",
     no_args_is_help=True,
 )
 cert_app = typer.Typer(
+    rich_markup_mode=None,
     help="Make test certificates: root and intermediate CAs, devices, verification proofs.",
     no_args_is_help=True,
 )

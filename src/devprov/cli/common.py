@@ -6,7 +6,6 @@ aiohttp, so every command imports what it needs when it runs.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import json
 import os
@@ -104,6 +103,8 @@ def resolved_data_dir(data_dir: Path) -> Path:
 def with_store(data_dir: Path, work: Callable[[Store], Awaitable[T]]) -> T:
     """Run one call straight against the store the server uses (whose schema must be current:
     migrating is `devprov db upgrade`'s job, or `serve`'s)."""
+    import asyncio
+
     from devprov.domain.errors import DpsError
     from devprov.store.database import Store
     from devprov.store.schema import is_current

@@ -11,7 +11,7 @@ import typer
 
 from devprov.cli.common import console
 
-config_app = typer.Typer(help="devprov's settings.", no_args_is_help=True)
+config_app = typer.Typer(rich_markup_mode=None, help="devprov's settings.", no_args_is_help=True)
 SECRETS = {"webhook_secret", "metrics_token"}
 
 

@@ -27,6 +27,7 @@ DEFAULT_VALIDITY_DAYS = 30  # domain.credentials.DEFAULT_VALIDITY_DAYS (a test h
 T = TypeVar("T")
 
 credential_policy_app = typer.Typer(
+    rich_markup_mode=None,
     help="Credential policies: an issuing CA held by devprov signs the CSRs devices send"
     " (credentialPolicyName on an enrollment or group turns it on).",
     no_args_is_help=True,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import ssl
 from pathlib import Path
 from typing import Annotated
 
@@ -20,7 +18,9 @@ from devprov.cli.common import (
 )
 from devprov.cli.records import _base64
 
-device_app = typer.Typer(help="devprov's own device client.", no_args_is_help=True)
+device_app = typer.Typer(
+    rich_markup_mode=None, help="devprov's own device client.", no_args_is_help=True
+)
 
 
 @device_app.command("register")
@@ -94,6 +94,9 @@ def device_register(
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"--payload is not JSON: {exc}") from None
     request = certmaker.certificate_request(registration_id) if new_certificate else None
+    import asyncio
+    import ssl
+
     import aiohttp
 
     try:

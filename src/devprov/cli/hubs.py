@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     from devprov.store.database import Store
 
 hub_app = typer.Typer(
+    rich_markup_mode=None,
     help="Linked IoT hubs, the devices provisioned to them, and what built-in hubs received.",
     no_args_is_help=True,
 )
@@ -182,6 +182,8 @@ def hub_messages(
     as_json: JsonFlag = False,
 ) -> None:
     """Device-to-cloud messages a built-in hub received, oldest first."""
+    import asyncio
+
     from devprov.store.hub_messages import read_messages
 
     async def watch(store: Store) -> None:

@@ -9,7 +9,6 @@ included, etags and timestamps not): the same is left alone, so a second run cha
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Iterable
@@ -198,6 +197,7 @@ async def _from_dps(
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """Every group, then every enrollment, of a DPS through its service API: the queries (with
     continuation), then each record's attestation mechanism (the keys, which queries omit)."""
+    import asyncio
     import ssl
 
     import aiohttp

@@ -25,9 +25,13 @@ from devprov.cli.common import (
 if TYPE_CHECKING:
     from devprov.admin import Admin, EnrollmentKind
 
-enrollment_app = typer.Typer(help="Individual enrollments.", no_args_is_help=True)
-group_app = typer.Typer(help="Enrollment groups.", no_args_is_help=True)
-registration_app = typer.Typer(help="Registration records.", no_args_is_help=True)
+enrollment_app = typer.Typer(
+    rich_markup_mode=None, help="Individual enrollments.", no_args_is_help=True
+)
+group_app = typer.Typer(rich_markup_mode=None, help="Enrollment groups.", no_args_is_help=True)
+registration_app = typer.Typer(
+    rich_markup_mode=None, help="Registration records.", no_args_is_help=True
+)
 
 Key = Annotated[str | None, typer.Option(help="Primary key (base64); generated when omitted.")]
 SecondaryKey = Annotated[

@@ -26,7 +26,7 @@ from devprov.cli.common import (
 if TYPE_CHECKING:
     from devprov.settings import Settings
 
-db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
+db_app = typer.Typer(rich_markup_mode=None, help="The store's schema.", no_args_is_help=True)
 ConfigFile = Annotated[
     Path | None,
     typer.Option(

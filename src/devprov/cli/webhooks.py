@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from devprov.cli.common import (
     DEFAULT_DATA_DIR,
@@ -26,6 +24,7 @@ if TYPE_CHECKING:
     from devprov.settings import Settings
 
 webhook_app = typer.Typer(
+    rich_markup_mode=None,
     help="Custom allocation exchanges: list them, replay one, serve a function as a webhook.",
     no_args_is_help=True,
 )
@@ -78,6 +77,8 @@ def log(
     if as_json:
         print(json.dumps([exchange.to_document() for exchange in exchanges], indent=2))
         return
+    from rich.table import Table
+
     table = Table(title=f"{len(exchanges)} exchanges")
     for column in ("id", "time (UTC)", "registration", "enrollment", "target", "outcome", "ms"):
         table.add_column(column, justify="right" if column == "ms" else "left")
@@ -98,6 +99,8 @@ async def _replay(
     request: dict[str, Any], to: str, settings: Settings, secret: str | None
 ) -> dict[str, Any]:
     """Send `request` to a URL or a function; what came back, shaped like a recorded exchange."""
+    import asyncio
+
     from devprov.allocation.functions import InProcessAllocators, load_function
     from devprov.allocation.policies import AllocationError
     from devprov.allocation.webhook import WebhookClient, check_answer
@@ -179,10 +182,14 @@ def replay(
     from devprov.settings import Settings
 
     settings = Settings.load(config, data_dir=data_dir)
+    import asyncio
+
     replayed = asyncio.run(_replay(recorded.request, to, settings, secret))
     if as_json:
         print_json({"recorded": recorded.to_document(), "replayed": replayed})
         return
+    from rich.table import Table
+
     table = Table(title=f"exchange {recorded.id} ({recorded.registration_id})")
     table.add_column("")
     table.add_column("recorded")
