@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 VOLATILE = ("etag", "createdDateTimeUtc", "lastUpdatedDateTimeUtc", "registrationState")
 KIND_ORDER = ("ca", "linkedHub", "group", "enrollment")
+BATCH = 200  # enrollments or groups written in one transaction
 KEYS_WARNING = (
     "the export holds every key (enrollments', groups', hubs' connection strings): keep it as"
     " secret as the data dir."
@@ -141,6 +142,14 @@ async def _import(
 
     tally = Tally()
     stored: dict[str, dict[str, dict[str, Any]]] = {}
+    batch: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    batch_kind = ""
+
+    async def flush() -> None:
+        if batch:
+            await admin.put_many(_spec(batch_kind), batch)
+            batch.clear()
+
     with _progress() as progress:
         task = progress.add_task("importing", total=total)
         async for kind, record in lines:
@@ -157,12 +166,16 @@ async def _import(
                 tally.count("unchanged", kind)
                 continue
             tally.count("created" if existing is None else "updated", kind)
+            if kind != batch_kind or len(batch) >= BATCH:
+                await flush()
+                batch_kind = kind
             if kind == "ca":  # as it was, verified or not
                 await admin.store.write([Put(Kind.CERTIFICATE, key, record["etag"], record)])
             elif kind == "linkedHub":
                 await admin.put_linked_hub(record_id, incoming)
             else:
-                await admin.put(_spec(kind), record_id, incoming, None)
+                batch.append((incoming, existing))
+        await flush()
     return tally
 
 
