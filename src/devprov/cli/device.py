@@ -35,6 +35,16 @@ def device_register(
     cert_key: Annotated[
         Path | None, typer.Option("--cert-key", help="X.509: the key of --cert (PEM).")
     ] = None,
+    tpm: Annotated[
+        bool,
+        typer.Option(
+            "--tpm", help="TPM: attest with the TPM tpm2-tools reach (TPM2TOOLS_TCTI, --tpm-tcti)."
+        ),
+    ] = False,
+    tpm_tcti: Annotated[
+        str | None,
+        typer.Option(help="TPM: tpm2-tools' TCTI, e.g. swtpm:host=127.0.0.1,port=2321."),
+    ] = None,
     group_key: Annotated[
         str | None, typer.Option(help="The enrollment group's key (the device key is derived).")
     ] = None,
@@ -62,7 +72,8 @@ def device_register(
         ),
     ] = None,
 ) -> None:
-    """Register a device over HTTPS (symmetric key, group key or X.509) and print its result."""
+    """Register a device over HTTPS (symmetric key, group key, X.509 or TPM) and print its
+    result. With --tpm the registration id is the one the SDKs derive from the EK when "-"."""
     from devprov import certmaker
     from devprov.client.device import DeviceClient, RegistrationFailed
     from devprov.instance import load_instance
@@ -74,8 +85,8 @@ def device_register(
             f"no devprov data dir at {data_dir.resolve()} to read the server from: give --host"
             " and --id-scope, or point --data-dir (DEVPROV_DATA_DIR) at the server's data dir."
         )
-    if sum(1 for given in (key, group_key, cert) if given) != 1:
-        raise UserError("give one of --key, --group-key and --cert (with --cert-key)")
+    if sum(1 for given in (key, group_key, cert, tpm) if given) != 1:
+        raise UserError("give one of --key, --group-key, --cert (with --cert-key) and --tpm")
     _base64("--key", key)
     for option, path in (("--cert", cert), ("--cert-key", cert_key), ("--ca", ca)):
         if path is not None and not path.is_file():
@@ -99,7 +110,17 @@ def device_register(
 
     import aiohttp
 
+    from devprov.client.tpm import TpmDevice, TpmUnavailable
+
     try:
+        device = TpmDevice(tpm_tcti) if tpm else None
+    except TpmUnavailable as error:
+        raise UserError(f"{error}: install tpm2-tools (Debian: tpm2-tools)") from None
+    try:
+        if device is not None and registration_id == "-":
+            from devprov.attestation.tpm import registration_id_for
+
+            registration_id = registration_id_for(device.public_keys()[0])
         state = asyncio.run(
             client.register(
                 registration_id,
@@ -107,8 +128,11 @@ def device_register(
                 group_key=group_key,
                 payload=parsed,
                 csr=request.csr if request else None,
+                tpm=device,
             )
         )
+    except TpmUnavailable as error:
+        raise UserError(f"the TPM: {error} (is it running, and --tpm-tcti right?)") from None
     except RegistrationFailed as failure:
         err_console.print(
             f"[red]registration failed[/red]: {_why(failure.status, failure.body)}",
@@ -119,6 +143,12 @@ def device_register(
         raise typer.Exit(1) from None
     except (OSError, aiohttp.ClientError) as error:
         where = f"https://{client.host}:{client.port}"
+        refused = isinstance(error, aiohttp.ClientConnectorError | ConnectionRefusedError)
+        if cert is not None and not refused:
+            raise UserError(
+                f"{where} closed the connection when shown {cert} ({type(error).__name__}):"
+                " no verified CA of an enabled enrollment trusts it; see `devprov ca list`"
+            ) from None
         if isinstance(error, aiohttp.ClientSSLError | ssl.SSLError):
             raise UserError(
                 f"TLS with {where} failed ({error}): trust the server's CA with --ca"
@@ -127,6 +157,9 @@ def device_register(
             f"cannot reach devprov at {where}: is `devprov serve` running? (or give --host and"
             " --port)"
         ) from None
+    finally:
+        if device is not None:
+            device.close()
     if request is not None and new_certificate is not None:
         chain = state.get("issuedCertificateChain") or []
         if not chain:
