@@ -164,7 +164,8 @@ def test_ca_proof_of_possession_and_x509_enrollments(tmp_path: Path) -> None:
     assert "400010" in wrong_signer.stderr and "not signed by the CA" in wrong_signer.stderr
     devprov("cert", "verification", code, "--issuer", "fleet", "--out", certs)
     devprov("ca", "verify", "fleet", "--cert", f"{certs}/verify-fleet.pem", "--data-dir", data)
-    assert "(verified)" in devprov("ca", "list", "--data-dir", data).stdout
+    listed = json.loads(devprov("ca", "list", "--json", "--data-dir", data).stdout)
+    assert [(ca["name"], ca["properties"]["isVerified"]) for ca in listed] == [("fleet", True)]
 
     group = json.loads(devprov("group", "create", "g", "--ca", "fleet", "--data-dir", data).stdout)
     assert group["attestation"]["x509"]["caReferences"] == {"primary": "fleet"}

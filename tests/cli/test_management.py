@@ -160,3 +160,14 @@ def test_config_show_layers_file_env_and_flags_and_hides_secrets(tmp_path: Path)
     assert "mqtt_port = 9884  (env DEVPROV_MQTT_PORT)" in readable.stdout
     assert f"https_port = 8443  (file {settings})" in readable.stdout
     assert "s3cret" not in readable.stdout
+
+
+def test_the_cli_defaults_are_the_settings_and_domain_defaults() -> None:
+    """The CLI repeats two defaults so as not to import pydantic-settings or the domain for
+    --help; they must stay the same."""
+    from devprov.cli import common, credentials
+    from devprov.domain.credentials import DEFAULT_VALIDITY_DAYS
+    from devprov.settings import DEFAULT_DATA_DIR
+
+    assert common.DEFAULT_DATA_DIR == DEFAULT_DATA_DIR
+    assert credentials.DEFAULT_VALIDITY_DAYS == DEFAULT_VALIDITY_DAYS

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from devprov.cli.common import DEFAULT_DATA_DIR, DataDir, console, print_json, with_admin
+from devprov.cli.common import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    JsonFlag,
+    console,
+    print_json,
+    print_listing,
+    with_admin,
+)
 
 if TYPE_CHECKING:
     from devprov import certmaker
@@ -51,12 +59,20 @@ def ca_verify(name: str, cert: CertFile, data_dir: DataDir = DEFAULT_DATA_DIR) -
 
 
 @ca_app.command("list")
-def ca_list(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """List CAs and whether each is verified."""
-    for record in with_admin(data_dir, lambda admin: admin.list_cas()):
-        properties = record["properties"]
-        state = "verified" if properties["isVerified"] else "NOT verified"
-        console.print(f"{record['name']}: {properties['subject']} ({state})")
+def ca_list(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
+    """List CAs and whether each is verified (a table; --json: a JSON array)."""
+    print_listing(
+        with_admin(data_dir, lambda admin: admin.list_cas()),
+        as_json,
+        [
+            ("CA", lambda record: record["name"]),
+            ("subject", lambda record: record["properties"]["subject"]),
+            (
+                "verified",
+                lambda record: "verified" if record["properties"]["isVerified"] else "NOT verified",
+            ),
+        ],
+    )
 
 
 @ca_app.command("remove")

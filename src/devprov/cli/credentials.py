@@ -15,6 +15,7 @@ from devprov.cli.common import (
     console,
     fail,
     print_json,
+    print_listing,
     with_store,
 )
 
@@ -70,12 +71,21 @@ def rotate(name: Name, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag =
 
 
 @credential_policy_app.command("list")
-def listing(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """Every policy and its current issuing CA."""
-    from devprov.domain.credentials import describe_policy
-
-    for policy in _with_policies(data_dir, lambda policies: policies.policies()):
-        console.print(describe_policy(policy), highlight=False)
+def listing(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
+    """Every policy and its current issuing CA (a table; --json: a JSON array)."""
+    policies = _with_policies(data_dir, lambda policies: policies.policies())
+    print_listing(
+        [policy.to_document() for policy in policies],
+        as_json,
+        [
+            ("policy", lambda document: document["name"]),
+            ("validity days", lambda document: document["validityDays"]),
+            (
+                "issuing CA (SHA-256)",
+                lambda document: document["issuingCas"][0]["sha256Thumbprint"],
+            ),
+        ],
+    )
 
 
 @credential_policy_app.command("show")
