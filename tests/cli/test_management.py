@@ -171,3 +171,38 @@ def test_the_cli_defaults_are_the_settings_and_domain_defaults() -> None:
 
     assert common.DEFAULT_DATA_DIR == DEFAULT_DATA_DIR
     assert credentials.DEFAULT_VALIDITY_DAYS == DEFAULT_VALIDITY_DAYS
+
+
+def test_a_long_listing_is_paged_on_a_terminal_and_printed_whole_into_a_pipe(
+    tmp_path: Path,
+) -> None:
+    import os
+    import pty
+
+    data = str(tmp_path / "data")
+    devprov("init", "--data-dir", data)
+    seed = tmp_path / "groups.jsonl"
+    seed.write_text(
+        "".join(
+            json.dumps({"kind": "group", "record": {"enrollmentGroupId": f"g{n:02d}",
+                        "attestation": {"type": "symmetricKey"}}}) + "\n"
+            for n in range(40)
+        )
+    )  # fmt: skip
+    devprov("import", str(seed), "--data-dir", data)
+    paged = tmp_path / "paged.txt"
+    env = {"PATH": "/usr/bin:/bin", "PAGER": f"cat > {paged}", "LINES": "10", "COLUMNS": "100"}
+    command = [sys.executable, "-m", "devprov.cli", "group", "list", "--data-dir", data]
+
+    primary, terminal = pty.openpty()
+    try:
+        subprocess.run(command, stdin=terminal, stdout=terminal, env=env, check=True, timeout=120)
+    finally:
+        os.close(terminal)
+        os.close(primary)
+    assert "g00" in paged.read_text() and "g39" in paged.read_text()
+
+    paged.unlink()
+    piped = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    assert not paged.exists()
+    assert "g00" in piped.stdout and "g39" in piped.stdout
