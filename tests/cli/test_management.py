@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.cli.test_commands import devprov
 
@@ -206,3 +207,40 @@ def test_a_long_listing_is_paged_on_a_terminal_and_printed_whole_into_a_pipe(
     piped = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
     assert not paged.exists()
     assert "g00" in piped.stdout and "g39" in piped.stdout
+
+
+NO_JSON = {
+    ("serve",): "runs until stopped",
+    ("export",): "prints JSON Lines already",
+    ("bench-seed",): "a benchmark's set-up",
+    ("bench-idle",): "a benchmark's load",
+    ("webhook", "serve"): "runs until stopped",
+}
+
+
+def test_every_command_takes_json() -> None:
+    import typer.main
+
+    from devprov.cli import app
+
+    without = []
+
+    def walk(command: Any, path: tuple[str, ...]) -> None:
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            walk(sub, (*path, name))
+        if not getattr(command, "commands", None):
+            options = {option for param in command.params for option in param.opts}
+            if "--json" not in options and path not in NO_JSON:
+                without.append(" ".join(path))
+
+    walk(typer.main.get_command(app), ())
+    assert without == []
+
+
+def test_what_a_command_did_is_json_with_json(tmp_path: Path) -> None:
+    data = str(tmp_path)
+    made = json.loads(devprov("init", "--data-dir", data, "--json").stdout)
+    assert made["dataDir"] == data and made["idScope"].startswith("0ne")
+    devprov("group", "create", "g", "--data-dir", data, "--json")
+    deleted = devprov("group", "delete", "g", "--data-dir", data, "--json").stdout
+    assert json.loads(deleted) == {"deleted": "g"}

@@ -141,8 +141,20 @@ def with_admin(data_dir: Path, work: Callable[[Admin], Awaitable[T]]) -> T:
     return with_store(data_dir, lambda store: work(Admin(store, connector_factory(store).prepare)))
 
 
-def print_json(value: Any) -> None:
-    console.print_json(json.dumps(value))
+def print_json(value: Any, as_json: bool = False) -> None:
+    """A JSON document: highlighted for people, plain with --json (the same JSON)."""
+    if as_json:
+        print(json.dumps(value, indent=2))
+    else:
+        console.print_json(json.dumps(value))
+
+
+def report(as_json: bool, text: str, value: dict[str, Any]) -> None:
+    """What a command did: a sentence for people, a JSON object for scripts."""
+    if as_json:
+        print(json.dumps(value))
+    else:
+        console.print(text, highlight=False, soft_wrap=True)
 
 
 def print_listing(

@@ -16,6 +16,7 @@ from devprov.cli.common import (
     fail,
     print_json,
     print_listing,
+    report,
     with_store,
 )
 
@@ -110,7 +111,7 @@ def show(
 
 
 @credential_policy_app.command("remove")
-def remove(name: Name, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def remove(name: Name, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
     """Forget a policy: its devices get no new certificates and their old ones are refused."""
     _with_policies(data_dir, lambda policies: policies.remove(name))
-    console.print(f"removed credential policy {name}")
+    report(as_json, f"removed credential policy {name}", {"removed": name})

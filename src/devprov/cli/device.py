@@ -11,6 +11,7 @@ import typer
 from devprov.cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,
+    JsonFlag,
     UserError,
     err_console,
     print_json,
@@ -45,6 +46,7 @@ def device_register(
         str | None,
         typer.Option(help="TPM: tpm2-tools' TCTI, e.g. swtpm:host=127.0.0.1,port=2321."),
     ] = None,
+    as_json: JsonFlag = False,
     group_key: Annotated[
         str | None, typer.Option(help="The enrollment group's key (the device key is derived).")
     ] = None,
@@ -139,7 +141,7 @@ def device_register(
             highlight=False,
             soft_wrap=True,
         )
-        print_json(failure.body)
+        print_json(failure.body, as_json)
         raise typer.Exit(1) from None
     except (OSError, aiohttp.ClientError) as error:
         where = f"https://{client.host}:{client.port}"
@@ -167,7 +169,7 @@ def device_register(
             raise typer.Exit(1)
         chain_file, key_file = request.save(new_certificate, registration_id, chain)
         err_console.print(f"wrote {chain_file} and {key_file}")
-    print_json(state)
+    print_json(state, as_json)
 
 
 def _why(status: int, body: object) -> str:

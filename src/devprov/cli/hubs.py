@@ -17,6 +17,7 @@ from devprov.cli.common import (
     fail,
     print_json,
     print_listing,
+    report,
     with_admin,
     with_store,
 )
@@ -55,6 +56,7 @@ def hub_add(
         bool, typer.Option(help="Whether allocation may pick it for enrollments that name no hubs.")
     ] = True,
     location: Annotated[str | None, typer.Option(help="Where the hub is.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Link an IoT hub (works while `serve` runs; the next registration sees it)."""
     check_host_name(host_name)
@@ -65,7 +67,7 @@ def hub_add(
         "applyAllocationPolicy": apply_allocation_policy,
         "location": location,
     }
-    print_json(with_admin(data_dir, lambda admin: admin.put_linked_hub(host_name, body)))
+    print_json(with_admin(data_dir, lambda admin: admin.put_linked_hub(host_name, body)), as_json)
 
 
 @hub_app.command("list")
@@ -143,10 +145,12 @@ def hub_check(
 
 
 @hub_app.command("remove")
-def hub_remove(host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def hub_remove(
+    host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False
+) -> None:
     """Unlink an IoT hub."""
     with_admin(data_dir, lambda admin: admin.delete_linked_hub(host_name))
-    console.print(f"unlinked {host_name}")
+    report(as_json, f"unlinked {host_name}", {"removed": host_name})
 
 
 @hub_app.command("devices")

@@ -16,9 +16,9 @@ from devprov.cli.common import (
     DataDir,
     JsonFlag,
     UserError,
-    console,
     print_json,
     print_listing,
+    report,
     with_admin,
 )
 
@@ -175,7 +175,12 @@ async def _check_references(admin: Admin, body: dict[str, Any]) -> None:
 
 
 def _create(
-    data_dir: Path, spec: EnrollmentKind[Any], record_id: str, body: dict[str, Any], noun: str
+    data_dir: Path,
+    spec: EnrollmentKind[Any],
+    record_id: str,
+    body: dict[str, Any],
+    noun: str,
+    as_json: bool,
 ) -> None:
     """Store a new enrollment or group made from the options and print it with its keys; an
     existing one is never replaced (that would lose what the options do not repeat)."""
@@ -191,7 +196,7 @@ def _create(
         await _check_references(admin, body)
         return await admin.put(spec, record_id, body, None)
 
-    print_json(with_admin(data_dir, work))
+    print_json(with_admin(data_dir, work), as_json)
 
 
 def _update(
@@ -200,6 +205,7 @@ def _update(
     record_id: str,
     fields: dict[str, Any],
     keys: tuple[str | None, str | None],
+    as_json: bool,
 ) -> None:
     """Change only the given fields of a record; everything else (keys included) stays."""
 
@@ -218,7 +224,7 @@ def _update(
         await _check_references(admin, fields)
         return await admin.put(spec, record_id, record, record.get("etag"))
 
-    print_json(with_admin(data_dir, work))
+    print_json(with_admin(data_dir, work), as_json)
 
 
 @enrollment_app.command("create")
@@ -248,6 +254,7 @@ def enrollment_create(
     iot_edge: IotEdge = None,
     disabled: Disabled = False,
     credential_policy: CredentialPolicy = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Create an individual enrollment (symmetric key unless --cert or --tpm-ek)."""
     from devprov.admin import INDIVIDUAL
@@ -282,7 +289,7 @@ def enrollment_create(
         credential_policy=credential_policy,
         status=not disabled,
     )
-    _create(data_dir, INDIVIDUAL, registration_id, body, "enrollment")
+    _create(data_dir, INDIVIDUAL, registration_id, body, "enrollment", as_json)
 
 
 @group_app.command("create")
@@ -306,6 +313,7 @@ def group_create(
     iot_edge: IotEdge = None,
     disabled: Disabled = False,
     credential_policy: CredentialPolicy = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Create an enrollment group (symmetric key unless --ca or --signing-cert)."""
     from devprov.admin import GROUP
@@ -331,7 +339,7 @@ def group_create(
         credential_policy=credential_policy,
         status=not disabled,
     )
-    _create(data_dir, GROUP, group_id, body, "group")
+    _create(data_dir, GROUP, group_id, body, "group", as_json)
 
 
 def _update_command(typer_app: typer.Typer, kind: str, noun: str) -> None:
@@ -354,6 +362,7 @@ def _update_command(typer_app: typer.Typer, kind: str, noun: str) -> None:
         reprovision: Reprovision = None,
         iot_edge: IotEdge = None,
         credential_policy: CredentialPolicy = None,
+        as_json: JsonFlag = False,
     ) -> None:
         """Change only what is given; every other setting (keys included) stays as it is."""
         from devprov.admin import GROUP, INDIVIDUAL
@@ -371,7 +380,7 @@ def _update_command(typer_app: typer.Typer, kind: str, noun: str) -> None:
         )
         keys = (_base64("--key", key), _base64("--secondary-key", secondary_key))
         spec = INDIVIDUAL if kind == "enrollment" else GROUP
-        _update(data_dir, spec, record_id, fields, keys)
+        _update(data_dir, spec, record_id, fields, keys, as_json)
 
     update.__doc__ = f"Change only what is given of an {noun}; all else (keys too) stays."
 
@@ -431,11 +440,13 @@ def _record_commands(typer_app: typer.Typer, kind: str, noun: str) -> None:
         )
 
     @typer_app.command("delete")
-    def delete(record_id: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    def delete(
+        record_id: str, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False
+    ) -> None:
         """Delete one record."""
         spec = spec_of()
         with_admin(data_dir, lambda admin: admin.delete(spec, record_id, None))
-        console.print(f"deleted {noun} {record_id}")
+        report(as_json, f"deleted {noun} {record_id}", {"deleted": record_id})
 
 
 _update_command(enrollment_app, "enrollment", "individual enrollment")
@@ -485,7 +496,9 @@ def registration_list(
 
 
 @registration_app.command("delete")
-def registration_delete(registration_id: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def registration_delete(
+    registration_id: str, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False
+) -> None:
     """Delete a registration record (the device stays on its hub)."""
     with_admin(data_dir, lambda admin: admin.delete_registration(registration_id, None))
-    console.print(f"deleted registration record {registration_id}")
+    report(as_json, f"deleted registration record {registration_id}", {"deleted": registration_id})

@@ -20,6 +20,7 @@ from devprov.cli.common import (
     err_console,
     fail,
     instance_of,
+    report,
     with_admin,
 )
 
@@ -201,6 +202,7 @@ def init(
     db: Annotated[
         str | None, typer.Option(help="Database URL (default: SQLite in the data dir).")
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Make a data dir: the instance (id scope, keys), its TLS material and its store."""
     from devprov.settings import Settings
@@ -212,16 +214,20 @@ def init(
     check_database(settings)
     instance, _ = prepare(settings)
     migrate(instance.database)
-    console.print(f"devprov data dir ready at {data_dir.resolve()} (id scope {instance.id_scope})")
+    report(
+        as_json,
+        f"devprov data dir ready at {data_dir.resolve()} (id scope {instance.id_scope})",
+        {"dataDir": str(data_dir.resolve()), "idScope": instance.id_scope},
+    )
 
 
 @db_app.command("upgrade")
-def db_upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def db_upgrade(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
     """Bring the store's schema to this devprov's (`serve` does it too before listening)."""
     from devprov.store.schema import head_revision, migrate
 
     migrate(instance_of(data_dir).database)
-    console.print(f"schema at {head_revision()}")
+    report(as_json, f"schema at {head_revision()}", {"schema": head_revision()})
 
 
 def info(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
