@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from tests.cli.test_commands import devprov, info, serving
-from tests.conftest import PG_ADMIN
+from tests.conftest import PG_ADMIN, free_port
 
 VOLATILE = {"etag", "createdDateTimeUtc", "lastUpdatedDateTimeUtc"}
 
@@ -112,6 +112,19 @@ def test_import_refuses_what_is_not_an_export(tmp_path: Path) -> None:
     )  # not even the good line
     neither = devprov("import", "--data-dir", str(tmp_path / "data"), check=False)
     assert neither.returncode == 1 and "--from-dps" in neither.stderr
+
+
+def test_import_from_a_dps_that_cannot_be_reached_or_named(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    devprov("init", "--data-dir", data)
+    port = free_port()
+    down = f"HostName=127.0.0.1:{port};SharedAccessKeyName=owner;SharedAccessKey=aGVsbG8="
+    refused = devprov("import", "--from-dps", down, "--data-dir", data, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"error: cannot reach the DPS at https://127.0.0.1:{port}")
+    assert refused.stderr.count("\n") == 1
+    garbled = devprov("import", "--from-dps", "HostName=x", "--data-dir", data, check=False)
+    assert garbled.returncode == 1 and "lacks" in garbled.stderr
 
 
 @pytest.fixture
