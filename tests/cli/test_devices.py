@@ -42,6 +42,14 @@ def test_an_x509_device_registers_with_its_certificate(tmp_path: Path, database_
         assert refused.returncode == 1
         assert "closed the connection" in refused.stderr and "devprov ca list" in refused.stderr
 
+        untrusting = devprov(
+            "device", "register", "dev-2", "--cert", f"{certs}/dev-2-chain.pem",
+            "--cert-key", f"{certs}/dev-2-key.pem", "--ca", f"{certs}/fleet.pem",
+            "--data-dir", data, check=False,
+        )  # fmt: skip
+        assert untrusting.returncode == 1
+        assert "is not trusted" in untrusting.stderr and "--ca" in untrusting.stderr
+
 
 def test_a_tpm_device_registers_with_its_tpm(
     tmp_path: Path, database_url: str, software_tpm: SoftwareTpm

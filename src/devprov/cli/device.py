@@ -145,16 +145,23 @@ def device_register(
         raise typer.Exit(1) from None
     except (OSError, aiohttp.ClientError) as error:
         where = f"https://{client.host}:{client.port}"
-        refused = isinstance(error, aiohttp.ClientConnectorError | ConnectionRefusedError)
-        if cert is not None and not refused:
+        tls = isinstance(error, aiohttp.ClientSSLError | ssl.SSLError)
+        if isinstance(
+            error, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError
+        ):
+            raise UserError(
+                f"the certificate of {where} is not trusted ({error}): give its CA with --ca"
+            ) from None
+        unreachable = isinstance(error, ConnectionRefusedError) or (
+            isinstance(error, aiohttp.ClientConnectorError) and not tls
+        )
+        if cert is not None and not unreachable:  # TLS refused the certificate, or hung up
             raise UserError(
                 f"{where} closed the connection when shown {cert} ({type(error).__name__}):"
                 " no verified CA of an enabled enrollment trusts it; see `devprov ca list`"
             ) from None
-        if isinstance(error, aiohttp.ClientSSLError | ssl.SSLError):
-            raise UserError(
-                f"TLS with {where} failed ({error}): trust the server's CA with --ca"
-            ) from None
+        if tls:
+            raise UserError(f"TLS with {where} failed ({error})") from None
         raise UserError(
             f"cannot reach devprov at {where}: is `devprov serve` running? (or give --host and"
             " --port)"
