@@ -244,3 +244,22 @@ def test_what_a_command_did_is_json_with_json(tmp_path: Path) -> None:
     devprov("group", "create", "g", "--data-dir", data, "--json")
     deleted = devprov("group", "delete", "g", "--data-dir", data, "--json").stdout
     assert json.loads(deleted) == {"deleted": "g"}
+
+
+def test_hub_update_changes_only_what_is_given(tmp_path: Path, database_url: str) -> None:
+    data = init(tmp_path, database_url)
+    secret = "Url=https://web.example/devices;Secret=s3cret-s3cret-s3cret"
+    devprov(
+        "hub", "add", "web.example", "--connector", "http", "--connection-string", secret,
+        "--location", "north", "--data-dir", data,
+    )  # fmt: skip
+    devprov("hub", "update", "web.example", "--weight", "9", "--data-dir", data)
+    exported = tmp_path / "out.jsonl"
+    devprov("export", "--out", str(exported), "--data-dir", data)
+    hub = json.loads(exported.read_text().splitlines()[0])["record"]
+    assert (hub["connector"], hub["allocationWeight"], hub["location"]) == ("http", 9, "north")
+    assert hub["connectionString"] == secret
+    missing = devprov(
+        "hub", "update", "nosuch.example", "--weight", "2", "--data-dir", data, check=False
+    )
+    assert missing.returncode == 1 and "not linked" in missing.stderr

@@ -24,6 +24,7 @@ from devprov.cli.common import (
 from devprov.cli.records import check_host_name
 
 if TYPE_CHECKING:
+    from devprov.admin import Admin
     from devprov.store.database import Store
 
 hub_app = typer.Typer(
@@ -68,6 +69,37 @@ def hub_add(
         "location": location,
     }
     print_json(with_admin(data_dir, lambda admin: admin.put_linked_hub(host_name, body)), as_json)
+
+
+@hub_app.command("update")
+def hub_update(
+    host_name: str,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    weight: Annotated[int | None, typer.Option(help="allocationWeight, 1-1000.")] = None,
+    apply_allocation_policy: Annotated[
+        bool | None,
+        typer.Option(help="Whether allocation may pick it for enrollments that name no hubs."),
+    ] = None,
+    location: Annotated[str | None, typer.Option(help="Where the hub is.")] = None,
+    connection_string: Annotated[
+        str | None, typer.Option(help="A new connection string for its connector.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change only what is given of a linked hub (its connector and the rest stay)."""
+    changes = {
+        "allocationWeight": weight,
+        "applyAllocationPolicy": apply_allocation_policy,
+        "location": location,
+        "connectionString": connection_string,
+    }
+
+    async def work(admin: Admin) -> dict[str, Any]:
+        hub = await admin.get_linked_hub(host_name)  # without its connection string: kept
+        hub.update({name: value for name, value in changes.items() if value is not None})
+        return await admin.put_linked_hub(host_name, hub)
+
+    print_json(with_admin(data_dir, work), as_json)
 
 
 @hub_app.command("list")
