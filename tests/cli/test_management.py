@@ -142,7 +142,10 @@ def test_help_imports_neither_the_store_nor_the_network_nor_pydantic_settings() 
 
 def test_config_show_layers_file_env_and_flags_and_hides_secrets(tmp_path: Path) -> None:
     settings = tmp_path / "devprov.toml"
-    settings.write_text('https_port = 8443\nmqtt_port = 8884\nwebhook_secret = "s3cret"\n')
+    settings.write_text(
+        'https_port = 8443\nmqtt_port = 8884\nwebhook_secret = "s3cret"\n'
+        'db = "postgresql://devprov:pa55word@db.example/devprov"\n'
+    )
     env = {"PATH": "/usr/bin", "DEVPROV_CONFIG": str(settings), "DEVPROV_MQTT_PORT": "9884"}
     ran = subprocess.run(
         [sys.executable, "-m", "devprov.cli", "config", "show", "--json"],
@@ -153,6 +156,7 @@ def test_config_show_layers_file_env_and_flags_and_hides_secrets(tmp_path: Path)
     assert shown["mqtt_port"] == 9884  # the environment wins over the file
     assert shown["webhook_secret"] == "(hidden)"
     assert "s3cret" not in ran.stdout
+    assert shown["db"] == "postgresql://devprov:(hidden)@db.example/devprov"
     readable = subprocess.run(
         [sys.executable, "-m", "devprov.cli", "config", "show", "--data-dir", "flagged"],
         capture_output=True, text=True, env={**env, "COLUMNS": "200"}, check=True, cwd=tmp_path,

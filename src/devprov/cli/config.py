@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ import typer
 from devprov.cli.common import console
 
 config_app = typer.Typer(rich_markup_mode=None, help="devprov's settings.", no_args_is_help=True)
-SECRETS = {"webhook_secret", "metrics_token"}
+SECRETS = {"webhook_secret", "metrics_token"}  # and a password in the db URL
 
 
 @config_app.command("show")
@@ -42,6 +43,8 @@ def config_show(
     sources: dict[str, str] = {}
     for name, value in settings.model_dump(mode="json").items():
         shown[name] = "(hidden)" if name in SECRETS and value else value
+        if name == "db" and isinstance(value, str):
+            shown[name] = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1(hidden)@", value)
         variable = f"DEVPROV_{name.upper()}"
         sources[name] = (
             "flag"
