@@ -31,7 +31,7 @@ from devprov.domain.errors import (
     bad_request,
     not_found,
 )
-from devprov.domain.ids import id_key, validate_id
+from devprov.domain.ids import check_name, id_key, validate_id
 from devprov.domain.models import (
     BulkEnrollmentOperation,
     EnrollmentGroup,
@@ -381,6 +381,7 @@ class Admin:
     async def put_linked_hub(self, host_name: str, body: Any) -> dict[str, Any]:
         """Link or relink a hub. Its connection string is write-only: kept when a PUT leaves
         it out (as GET never shows it), and never answered."""
+        check_name(host_name, "IoT hub host name")
         data = dict(body) if isinstance(body, dict) else {}
         data["hostName"] = host_name
         hub = parse_model(LinkedHub, data, "linked hub")

@@ -22,6 +22,7 @@ from devprov.domain.errors import (
     WEBHOOK_TIMEOUT,
     WEBHOOK_UNREACHABLE,
 )
+from devprov.domain.json_text import JsonRefused, parse_json
 from devprov.domain.models import IndividualEnrollment
 from devprov.protocol.signature import HEADER, signature_header
 
@@ -208,12 +209,12 @@ def parse_answer(raw: bytes | None, linked_hubs: list[str]) -> WebhookAnswer:
             400, WEBHOOK_BAD_RESPONSE, "Custom allocation webhook answered with more than 1 MB."
         )
     try:
-        answer = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        answer = parse_json(raw)
+    except JsonRefused as refused:
         raise AllocationError(
             400,
             WEBHOOK_BAD_RESPONSE,
-            "Custom allocation webhook answered with a body that is not JSON: "
+            f"Custom allocation webhook answered with a body that is not JSON ({refused}): "
             + raw[:80].decode("utf-8", "replace"),
         ) from None
     return check_answer(answer, linked_hubs)

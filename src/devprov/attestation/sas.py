@@ -3,7 +3,8 @@
 The official clients disagree on how they encode the signed resource (`sr`): Node signs it raw,
 the Python SDK percent-encodes it with upper-case hex, the C SDK with lower-case hex. DPS accepts
 them all, so devprov computes the HMAC over `sr` exactly as it appears in the token, plus the
-canonical encodings of its decoded form, and compares each in constant time.
+canonical encodings of its decoded form (only when the form as sent matches no key), and
+compares each in constant time.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def parse_sas(header: str | None) -> SasToken:
     """Parse `SharedAccessSignature sr=..&sig=..&se=..[&skn=..]`, fields in any order."""
     if not header or not header.lower().startswith(_PREFIX):
         raise unauthorized("A SharedAccessSignature authorization is required.")
+    try:
+        header.encode()
+    except UnicodeEncodeError:  # aiohttp hands on header bytes that are not UTF-8 as surrogates
+        raise unauthorized("The SharedAccessSignature is malformed: it is not UTF-8.") from None
     fields: dict[str, str] = {}
     for pair in header[len(_PREFIX) :].strip().split("&"):
         name, sep, value = pair.partition("=")
@@ -77,12 +82,20 @@ def _signed_forms(token: SasToken) -> list[str]:
 
 
 def signature_matches(token: SasToken, keys: list[bytes]) -> bool:
-    """True when any key signed any accepted encoding of the resource; every comparison is made."""
-    matched = False
-    for key in keys:
-        for form in _signed_forms(token):
-            matched |= hmac.compare_digest(sign(key, form, token.expiry_as_sent), token.signature)
-    return matched
+    """True when any key signed the resource as sent or another accepted encoding of it.
+
+    The form as sent, which is what every official client signs, is tried first with each
+    key; the other encodings only when it matches none. Comparisons are constant-time; which
+    key or encoding matched is no secret."""
+    if _signed_by_any(token, keys, token.resource_as_sent):
+        return True
+    return any(_signed_by_any(token, keys, form) for form in _signed_forms(token)[1:])
+
+
+def _signed_by_any(token: SasToken, keys: list[bytes], form: str) -> bool:
+    return any(
+        hmac.compare_digest(sign(key, form, token.expiry_as_sent), token.signature) for key in keys
+    )
 
 
 def check_expiry(token: SasToken, now: float | None = None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -102,9 +101,11 @@ def device_register(
         cert_file=str(cert) if cert else None,
         key_file=str(cert_key) if cert_key else None,
     )
+    from devprov.domain.json_text import JsonRefused, parse_json
+
     try:
-        parsed = json.loads(payload) if payload else None
-    except json.JSONDecodeError as exc:
+        parsed = parse_json(payload) if payload else None
+    except JsonRefused as exc:
         raise typer.BadParameter(f"--payload is not JSON: {exc}") from None
     request = certmaker.certificate_request(registration_id) if new_certificate else None
     import asyncio

@@ -104,6 +104,7 @@ async def _replay(
     from devprov.allocation.functions import InProcessAllocators, load_function
     from devprov.allocation.policies import AllocationError
     from devprov.allocation.webhook import WebhookClient, check_answer
+    from devprov.domain.json_text import JsonRefused, parse_json
 
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -116,8 +117,8 @@ async def _replay(
         answer: Any = None
         if exchanged.raw:
             try:
-                answer = json.loads(exchanged.raw)
-            except ValueError:
+                answer = parse_json(exchanged.raw)
+            except JsonRefused:
                 answer = {"text": exchanged.raw[:4096].decode("utf-8", "replace")}
         error = exchanged.error
         status = exchanged.status

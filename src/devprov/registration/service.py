@@ -22,6 +22,7 @@ from devprov.domain.errors import (
     bad_request,
     not_found,
 )
+from devprov.domain.ids import check_name
 from devprov.domain.records import Revisions
 from devprov.protocol.dps import RegisterRequest, new_operation_id, operation_status
 from devprov.registration.attest import Attestation, DeviceProof
@@ -140,6 +141,7 @@ class RegistrationService:
 
     async def poll(self, attested: Attested, operation_id: str) -> OperationResult:
         registration_id = attested.registration_id
+        check_name(operation_id, "operation id")
         status = await self.operations.read(operation_id)
         if status is None:  # answered at once: its result is the registration record
             record = await self.records.answered_by(registration_id, operation_id)

@@ -20,6 +20,7 @@ from devprov.domain.errors import (
     DpsError,
     invalid_json,
 )
+from devprov.domain.json_text import JsonRefused, parse_json
 from devprov.protocol.dps import check_size, error_body
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,6 @@ async def read_json(request: web.Request, max_bytes: int, *, default: Any = None
     if not raw.strip():
         return default
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return parse_json(raw)
+    except JsonRefused as exc:
         raise invalid_json(f"The request body is not valid JSON: {exc}.") from None
