@@ -200,6 +200,21 @@ class Admin:
         await self.store.replace(_put(spec, key, record), if_match)
         return record.to_wire()
 
+    async def put_many(
+        self,
+        spec: EnrollmentKind[EnrollmentT],
+        records: list[tuple[dict[str, Any], dict[str, Any] | None]],
+    ) -> None:
+        """Create or replace many records in one transaction (`devprov import`), each by the
+        rules of `put`: (the body, and the stored document it replaces or None)."""
+        puts = []
+        for body, stored in records:
+            incoming = parse_model(spec.model, body, spec.noun)
+            existing = spec.model.model_validate(stored) if stored else None
+            record = _prepared(incoming, existing)
+            puts.append(_put(spec, id_key(body.get(spec.id_field) or ""), record))
+        await self.store.write(puts)
+
     async def get(self, spec: EnrollmentKind[EnrollmentT], record_id: str) -> dict[str, Any]:
         record = await self._load(spec, record_id)
         view = public_view(record)

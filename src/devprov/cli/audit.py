@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
+from operator import itemgetter
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from devprov.cli.common import DataDir, JsonFlag, console, fail, with_store
-from devprov.domain.audit import AuditEntry, parse_since
-from devprov.domain.errors import DpsError
-from devprov.settings import DEFAULT_DATA_DIR
-from devprov.store.audit import MAX_LIMIT, StoredAudit
-from devprov.store.database import Store
+from devprov.cli.common import DEFAULT_DATA_DIR, DataDir, JsonFlag, fail, print_listing, with_store
+
+if TYPE_CHECKING:
+    from devprov.store.database import Store
+
+MAX_LIMIT = 1000  # store.audit.MAX_LIMIT, without importing the store for --help
 
 audit_app = typer.Typer(
-    help="The audit trail: who wrote what, when, from where.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="The audit trail: who wrote what, when, from where.",
+    no_args_is_help=True,
 )
 
 
@@ -33,22 +34,17 @@ def listing(
     ] = 100,
 ) -> None:
     """The newest entries first: time, who, method, path, resource, status, peer."""
+    from devprov.domain.audit import parse_since
+    from devprov.domain.errors import DpsError
+    from devprov.store.audit import StoredAudit
+
     try:
         start = parse_since(since)
     except DpsError as error:
         raise fail(error.message) from None
 
-    async def read(store: Store) -> list[AuditEntry]:
-        return await StoredAudit(store).entries(start, limit)
+    async def read(store: Store) -> list[dict[str, Any]]:
+        return [entry.to_wire() for entry in await StoredAudit(store).entries(start, limit)]
 
-    entries = with_store(data_dir, read)
-    if as_json:
-        print(json.dumps([entry.to_wire() for entry in entries], indent=2))
-        return
-    table = Table("at", "who", "method", "path", "status", "peer")
-    for entry in entries:
-        wire = entry.to_wire()
-        table.add_row(
-            wire["at"], entry.who, entry.method, entry.path, str(entry.status), entry.peer or ""
-        )
-    console.print(table)
+    columns = ("at", "who", "method", "path", "status", "peer")
+    print_listing(with_store(data_dir, read), as_json, [(c, itemgetter(c)) for c in columns])

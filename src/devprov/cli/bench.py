@@ -12,14 +12,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from devprov.bench.scenarios import ALLOCATIONS, SCENARIOS
-from devprov.cli.common import DataDir, JsonFlag, console, err_console, instance_of
-from devprov.settings import DEFAULT_DATA_DIR
+from devprov.cli.common import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    JsonFlag,
+    console,
+    err_console,
+    instance_of,
+)
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from devprov.bench.runner import ScenarioResult
 
 
@@ -107,6 +113,14 @@ def bench(
         connection_string=connection_string,
         connector_hub=hub,
     )
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     with Progress(
         TextColumn("{task.description:<30}"),
         BarColumn(),
@@ -135,6 +149,8 @@ def bench(
 
 
 def _table(results: list[ScenarioResult]) -> Table:
+    from rich.table import Table
+
     table = Table(title="devprov bench")
     for column in (
         "scenario", "allocation", "registrations/s", "p50 ms", "p95 ms", "p99 ms", "errors",
@@ -173,6 +189,14 @@ def bench_seed(
     from devprov.bench.seed import seed
 
     database = instance_of(data_dir).database
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     with Progress(
         TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=err_console,
