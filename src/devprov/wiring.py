@@ -29,6 +29,7 @@ from devprov.allocation.custom import CustomAllocator
 from devprov.allocation.exchanges import ExchangeLog, ExchangeObserver, ObservedExchanges
 from devprov.allocation.functions import InProcessAllocators, parse_allocator_specs
 from devprov.allocation.webhook import WebhookClient
+from devprov.attestation.sas import DEFAULT_MAX_LIFETIME_SECONDS
 from devprov.domain.ids import id_key
 from devprov.domain.models import LinkedHub
 from devprov.domain.records import Kind
@@ -171,16 +172,28 @@ def registration_service(
     issuers: CredentialIssuers | None = None,
     fast_path_seconds: float = 1.5,
     observers: Iterable[Observer] = (),
+    admission: Settings | None = None,
 ) -> RegistrationService:
-    """The registration service and its stages over a store."""
+    """The registration service and its stages over a store (`admission`: the settings whose
+    caps and token lifetime apply; none when not given)."""
     directory = CachedDirectory(store)
     custom = CustomAllocator(webhooks, functions, exchanges)
     allocators = Allocators({**built_in_allocators(), "custom": custom})
     records = StoredRegistrations(store)
     observing = Observers(observers)
+    limits = (
+        {
+            "max_in_flight": admission.max_registrations_in_flight,
+            "max_in_flight_per_device": admission.max_registrations_in_flight_per_device,
+            "throttle_retry_after": admission.throttle_retry_after,
+        }
+        if admission
+        else {}
+    )
+    lifetime = admission.sas_max_lifetime if admission else DEFAULT_MAX_LIFETIME_SECONDS
     return RegistrationService(
-        RegistrationSettings(id_scope, fast_path_seconds=fast_path_seconds),
-        Attestation(id_scope, directory, StoredChallenges(store)),
+        RegistrationSettings(id_scope, fast_path_seconds=fast_path_seconds, **limits),
+        Attestation(id_scope, directory, StoredChallenges(store), lifetime),
         Provisioning(
             directory, AllocationStage(allocators), Placement(connectors), records, observing
         ),
@@ -254,6 +267,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             issuers=IssuingCas(store, settings.data_dir),
             fast_path_seconds=settings.fast_path_seconds,
             observers=watching,
+            admission=settings,
         )
         stack.push_async_callback(registrations.close)
         messages = StoredMessageLog(store, settings.hub_message_retention)
@@ -288,7 +302,9 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         add_metrics_route(router, metrics, MetricsAccess(settings.metrics, settings.metrics_token))
         add_openapi_route(router)
         admin = Admin(store, factory.prepare)
-        ServiceApi(admin, instance.policy, known_hosts, hubs, after_write).add_routes(router)
+        ServiceApi(
+            admin, instance.policy, known_hosts, hubs, after_write, settings.sas_max_lifetime
+        ).add_routes(router)
         HubApi(hubs).add_routes(router)
         if settings.console:
             Console(
