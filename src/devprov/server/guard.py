@@ -53,9 +53,10 @@ class Guard:
     """One connection's deadline: `arm` it, `disarm` it; when it expires the connection is
     aborted (no close handshake: a peer that stalls would stall that too)."""
 
-    def __init__(self, gate: Gate, transport: asyncio.Transport) -> None:
+    def __init__(self, gate: Gate, transport: asyncio.Transport, address: str) -> None:
         self.gate = gate
         self.transport = transport
+        self.address = address
         self._timer: asyncio.TimerHandle | None = None
         self.reason: str | None = None
         self.busy = 0
@@ -106,7 +107,7 @@ class Gate:
         else:
             self.open += 1
             self.by_address[address] += 1
-            guard = Guard(self, transport)
+            guard = Guard(self, transport, address)
             self.guards[transport] = guard
             return guard
         self.refused.count(reason)
@@ -116,7 +117,7 @@ class Gate:
     def release(self, guard: Guard) -> None:
         guard.disarm()
         self.open -= 1
-        address = _address(guard.transport)
+        address = guard.address
         self.by_address[address] -= 1
         if self.by_address[address] <= 0:
             del self.by_address[address]

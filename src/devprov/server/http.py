@@ -21,6 +21,7 @@ from devprov.domain.errors import (
     MISSING_API_VERSION,
     REQUEST_TIMEOUT,
     UNSUPPORTED_MEDIA_TYPE,
+    VALIDATION,
     Challenge,
     DpsError,
     invalid_json,
@@ -90,7 +91,9 @@ async def azure_errors(
     except (ConnectionError, ClientPayloadError, asyncio.IncompleteReadError) as exc:
         # The client went away mid-request: nothing to answer, and not our bug.
         log.info("client left during %s %s: %s", request.method, request.path, exc)
-        raise ConnectionResetError(str(exc)) from None
+        gone = error_response(request, DpsError(400, VALIDATION, f"The request broke off: {exc}."))
+        gone.force_close()  # aiohttp drops it: there is no one to read it
+        return gone
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error_response(

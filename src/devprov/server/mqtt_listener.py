@@ -46,6 +46,9 @@ class MqttTlsProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.paused = False
         self.pauses = 0
+        self.peak_buffered = 0
+        self.writes = 0
+        """The most unsent bytes this connection held (for tests and figures)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -66,7 +69,10 @@ class MqttTlsProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         transport.write(data)
-        if transport.get_write_buffer_size() > DROP_BUFFERED_BYTES:
+        self.writes += 1
+        buffered = transport.get_write_buffer_size()
+        self.peak_buffered = max(self.peak_buffered, buffered)
+        if buffered > DROP_BUFFERED_BYTES:
             transport.abort()
 
     def pause_writing(self) -> None:

@@ -190,6 +190,10 @@ class MqttSession:
         self.connection.close()
         self._close()
 
+    @property
+    def requests_in_progress(self) -> int:
+        return len(self._requests)
+
     def _who(self) -> str:
         return self.client.name if self.client else "an unidentified client"
 
