@@ -22,7 +22,7 @@ from tests.helpers import (
     primary_key,
     register,
 )
-from tests.server.test_mqtt_session import read_packets
+from tests.protocol.framing import read_packets
 from tests.server.test_slow_peers import connect_packet
 
 WAIT_SECONDS = 20.0
