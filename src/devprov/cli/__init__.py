@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from devprov.cli.bench import bench, bench_hub, bench_idle, bench_seed
+from devprov.cli.bench import bench, bench_hub, bench_idle, bench_seed, bench_slowloris
 from devprov.cli.certificates import ca_app, cert_app
 from devprov.cli.credentials import credential_policy_app
 from devprov.cli.device import device_app
@@ -23,6 +23,7 @@ app.command()(info)
 app.command()(bench)
 app.command("bench-seed")(bench_seed)
 app.command("bench-idle")(bench_idle)
+app.command("bench-slowloris")(bench_slowloris)
 app.command("bench-hub")(bench_hub)
 app.add_typer(enrollment_app, name="enrollment")
 app.add_typer(group_app, name="group")
