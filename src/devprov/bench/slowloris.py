@@ -29,6 +29,7 @@ class SlowResult:
     opened: int = 0
     closed_by_server: int = 0
     seconds: float = 0.0
+    """From the last peer open to the count."""
     probe_ok: bool = False
     """A fresh client's request answered while the attack went on."""
     failures: list[str] = field(default_factory=list)
@@ -39,7 +40,12 @@ class SlowResult:
 
 
 async def _peer(
-    target: Target, attack: Attack, gap: float, stop: asyncio.Event, result: SlowResult
+    target: Target,
+    attack: Attack,
+    gap: float,
+    stop: asyncio.Event,
+    result: SlowResult,
+    dialled: asyncio.Future[None],
 ) -> None:
     port = target.mqtt_port if attack == "mqtt-connect" else target.https_port
     try:
@@ -48,8 +54,10 @@ async def _peer(
         )
     except (OSError, ssl.SSLError) as error:
         result.failures.append(type(error).__name__)
+        dialled.set_result(None)
         return
     result.opened += 1
+    dialled.set_result(None)
     data = {"https-head": _HEAD, "https-body": _BODY_HEAD, "mqtt-connect": _CONNECT}.get(attack)
     if attack == "https-body":
         writer.write(_BODY_HEAD)
@@ -101,16 +109,21 @@ async def slowloris(
     target: Target, attack: Attack, connections: int, seconds: float, gap: float = 1.0
 ) -> SlowResult:
     """Open `connections` peers doing `attack` (a byte every `gap` seconds, or nothing), in
-    waves of 100; after `seconds` count those the server closed, and probe it once."""
+    waves of 100; `seconds` after the last is open, count those the server closed (a fresh
+    client is sent one request half-way)."""
     result = SlowResult(attack, connections)
     stop = asyncio.Event()
-    started = time.monotonic()
+    loop = asyncio.get_running_loop()
     peers: list[asyncio.Task[None]] = []
     for first in range(0, connections, 100):
-        for _ in range(first, min(connections, first + 100)):
-            peers.append(asyncio.create_task(_peer(target, attack, gap, stop, result)))
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(max(0.0, seconds - (time.monotonic() - started)) / 2)
+        wave = [loop.create_future() for _ in range(first, min(connections, first + 100))]
+        peers += [
+            asyncio.create_task(_peer(target, attack, gap, stop, result, dialled))
+            for dialled in wave
+        ]
+        await asyncio.gather(*wave)
+    started = time.monotonic()
+    await asyncio.sleep(seconds / 2)
     result.probe_ok = await _probe(target)
     await asyncio.sleep(max(0.0, seconds - (time.monotonic() - started)))
     stop.set()
