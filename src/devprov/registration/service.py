@@ -83,6 +83,7 @@ class RegistrationService:
         self, id_scope: str, registration_id: str, proof: DeviceProof, request: RegisterRequest
     ) -> OperationResult:
         _check_body_id(request, registration_id)
+        self._admit(registration_id)  # shed load before it costs a read or a proof
         # One round trip answers both what the caches need and what allocation will.
         revisions, previous = await self.records.read_with_revisions(registration_id)
         if proof.asks_for_tpm_challenge and proof.tpm is not None:
