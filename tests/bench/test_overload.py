@@ -178,9 +178,8 @@ def slow_webhook() -> tuple[web.AppRunner, Callable[[], Awaitable[str]]]:
 async def test_soak_ten_times_overload(monkeypatch: pytest.MonkeyPatch) -> None:
     """devprov in its own process (`devprov serve`, as the benchmarks run it), the devices and
     the webhook in this one."""
-    cap, seconds = 50, 60.0
-    monkeypatch.setenv("DEVPROV_MAX_REGISTRATIONS_IN_FLIGHT", str(cap))
-    monkeypatch.setenv("DEVPROV_THROTTLE_RETRY_AFTER", "1")
+    cap, seconds = 20, 60.0  # 20 in flight: what this loaded 2-core machine serves at ease
+    monkeypatch.setenv("DEVPROV_MAX_REGISTRATIONS_IN_FLIGHT", str(cap))  # Retry-After: 3 s
     raise_file_limit()
     webhook, start_webhook = slow_webhook()
     url = await start_webhook()
