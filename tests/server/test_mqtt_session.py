@@ -28,7 +28,12 @@ from devprov.protocol.dps import DEFAULT_MAX_MESSAGE_BYTES
 from devprov.protocol.dps_mqtt import RESPONSE_FILTER
 from devprov.registration import RegistrationService, RegistrationSettings
 from devprov.server.dps_mqtt import PACKET_OVERHEAD_BYTES, DpsMqtt
-from devprov.server.mqtt_session import MAX_REQUESTS_IN_PROGRESS, MqttSession, Peer
+from devprov.server.mqtt_session import (
+    MAX_REQUESTS_IN_PROGRESS,
+    MqttSession,
+    Peer,
+    SessionLimits,
+)
 from devprov.store.database import Store
 from devprov.store.schema import migrate
 from devprov.wiring import connector_factory, registration_service
@@ -796,3 +801,29 @@ async def test_silent_client_is_closed_after_one_and_a_half_keep_alives(dps: Dps
     await device.closed()  # nothing sent: the session's own timer closes it
 
     assert device.session.connection.state is mqtt.State.CLOSED
+
+
+@pytest.mark.parametrize("asked", [0, 65535], ids=["none", "18-hours"])
+async def test_a_keep_alive_of_none_or_past_the_ceiling_gets_the_ceiling(
+    dps: Dps, asked: int
+) -> None:
+    key = await dps.enroll("dev-1")
+    wire = Wire()
+    session = MqttSession(
+        [DpsMqtt(dps.registrations, DEFAULT_MAX_MESSAGE_BYTES)],
+        wire.write,
+        wire.close,
+        limits=SessionLimits(max_keep_alive=1),
+    )
+    dps.sessions.append(session)
+    device = Device(session, wire)
+    device.send(connect("dev-1", key, keep_alive=asked))
+    assert await device.received(1) == [mqtt.ConnAck(0)]
+    assert session.limits.idle_timeout(asked) == 1.5
+
+    await device.closed()  # silent: closed after 1.5 x the ceiling
+
+
+def test_the_default_connect_deadline_is_the_documented_30_s() -> None:
+    assert SessionLimits().connect_timeout == 30.0  # docs/behaviour.md; the trickling test is
+    # in tests/server/test_slow_peers.py
