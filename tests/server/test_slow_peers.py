@@ -11,6 +11,7 @@ import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from devprov.protocol import mqtt
@@ -339,6 +340,44 @@ async def test_a_hub_client_that_floods_twin_reads_and_never_reads_is_paused(
     assert transport.get_write_buffer_size() <= held + 8 * 1024
     assert protocol.peak_buffered <= DROP_BUFFERED_BYTES
     writer.transport.abort()
+
+
+async def test_a_websocket_hub_client_that_never_reads_is_paused(edge: Running) -> None:
+    """Over WebSocket the same: past the outbox's high-water mark the client's next message is
+    not read, and what devprov holds for it stays under the mark plus one answer."""
+    from tests.server.test_hub_mqtt import HUB, Hub, token
+
+    await edge.service().link_hub(HUB)
+    hub = Hub(edge)
+    key = await hub.add_device("ws-reader-of-nothing")
+    desired = {f"p{n}": "d" * 3000 for n in range(8)}
+    await hub.rest("PATCH", "/twins/ws-reader-of-nothing", {"properties": {"desired": desired}})
+    url = f"https://localhost:{edge.port}/$iothub/websocket"
+    connector = aiohttp.TCPConnector(ssl=tls(edge))
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        http.ws_connect(url, protocols=("mqtt",), max_msg_size=0) as socket_,
+    ):
+        username = f"{HUB}/ws-reader-of-nothing/?api-version=2021-04-12"
+        password = token("ws-reader-of-nothing", key)
+        await socket_.send_bytes(
+            mqtt.encode(mqtt.Connect("ws-reader-of-nothing", username, password, keep_alive=60))
+        )
+        await socket_.send_bytes(mqtt.encode(mqtt.Subscribe(1, (("$iothub/twin/res/#", 0),))))
+        (outbox,) = list(edge.devprov.gates["https"].outboxes)
+        get = mqtt.encode(mqtt.Publish("$iothub/twin/GET/?$rid=1", b"", 0))
+        sent = 0
+        async with asyncio.timeout(WAIT_SECONDS * 3):
+            while outbox.pauses == 0 and sent < 4_000:
+                await socket_.send_bytes(get)
+                sent += 1
+                await asyncio.sleep(0.002)
+        assert outbox.pauses >= 1, f"not paused after {sent} twin reads"
+        for _ in range(200):  # more, while paused: not read, so not answered
+            await socket_.send_bytes(get)
+        await asyncio.sleep(0.5)
+        assert outbox.size <= outbox.high_water + 64 * 1024
+        assert outbox.peak <= outbox.high_water + 64 * 1024
 
 
 # AMQP -------------------------------------------------------------------------------------

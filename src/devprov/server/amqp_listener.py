@@ -65,7 +65,10 @@ def offers_amqp(request: web.Request) -> bool:
 
 
 async def serve_websocket(
-    request: web.Request, application: DpsAmqp, limits: AmqpLimits = DEFAULT_LIMITS
+    request: web.Request,
+    application: DpsAmqp,
+    limits: AmqpLimits = DEFAULT_LIMITS,
+    outbox: Outbox | None = None,
 ) -> web.StreamResponse:
     """AMQP over WebSocket: binary messages carry AMQP bytes (not read while the answers the
     client has not read pass the outbox's high-water mark)."""
@@ -75,7 +78,7 @@ async def serve_websocket(
         heartbeat=None,
     )
     await socket.prepare(request)
-    outgoing = Outbox()
+    outgoing = outbox or Outbox()
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
     connection, client = application.connection(Peer(tuple(peer_chain(ssl_object))))
     session = AmqpSession(connection, client, outgoing.put, outgoing.end, limits)

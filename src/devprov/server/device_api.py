@@ -18,7 +18,8 @@ from devprov.server import amqp_listener
 from devprov.server.amqp_session import DEFAULT_LIMITS as AMQP_LIMITS
 from devprov.server.amqp_session import AmqpLimits
 from devprov.server.dps_amqp import DpsAmqp
-from devprov.server.http import TRACKING_ID, json_response, read_body, require_api_version
+from devprov.server.guard import Outbox
+from devprov.server.http import GATE, TRACKING_ID, json_response, read_body, require_api_version
 from devprov.server.mqtt_listener import serve_websocket
 from devprov.server.mqtt_session import DEFAULT_LIMITS as MQTT_LIMITS
 from devprov.server.mqtt_session import MqttApplication, OpenSessions, SessionLimits
@@ -77,14 +78,19 @@ class DeviceApi:
         router.add("GET", "/$iothub/websocket", self.websocket)
 
     async def websocket(self, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+        outbox = Outbox()
+        gate = request.config_dict.get(GATE)
+        if gate is not None:
+            gate.outboxes.add(outbox)
         if amqp_listener.offers_amqp(request):
-            return await amqp_listener.serve_websocket(request, self.amqp, self.amqp_limits)
+            return await amqp_listener.serve_websocket(request, self.amqp, self.amqp_limits, outbox)
         return await serve_websocket(
             request,
             self.mqtt_applications,
             self.max_packet_bytes,
             self.open_sessions,
             self.mqtt_limits,
+            outbox,
         )
 
     async def _registration_body(self, request: web.Request) -> RegisterRequest:

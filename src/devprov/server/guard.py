@@ -96,6 +96,8 @@ class Gate:
         self.guards: weakref.WeakKeyDictionary[asyncio.BaseTransport, Guard] = (
             weakref.WeakKeyDictionary()
         )
+        self.outboxes: weakref.WeakSet[Outbox] = weakref.WeakSet()
+        """The outboxes of its WebSocket sessions (for tests and figures)."""
 
     def admit(self, transport: asyncio.Transport) -> Guard | None:
         """A guard for the new connection, or None when it must be refused (then it is)."""
