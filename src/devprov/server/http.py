@@ -89,6 +89,11 @@ async def azure_errors(
     except web.HTTPException as exc:
         return error_response(request, DpsError(exc.status, exc.status * 1000, exc.reason))
     except (ConnectionError, ClientPayloadError, asyncio.IncompleteReadError) as exc:
+        if request.transport is not None and not request.transport.is_closing():
+            log.exception("unexpected error on %s %s", request.method, request.path)
+            return error_response(
+                request, DpsError(500, INTERNAL_ERROR, "Internal error; see the server log.")
+            )
         # The client went away mid-request: nothing to answer, and not our bug.
         log.info("client left during %s %s: %s", request.method, request.path, exc)
         gone = error_response(request, DpsError(400, VALIDATION, f"The request broke off: {exc}."))
