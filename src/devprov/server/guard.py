@@ -51,33 +51,50 @@ class Tally:
 
 class Guard:
     """One connection's deadline: `arm` it, `disarm` it; when it expires the connection is
-    aborted (no close handshake: a peer that stalls would stall that too)."""
+    aborted (no close handshake: a peer that stalls would stall that too).
+
+    Arming and disarming only set the deadline (they run for every request); one timer per
+    connection checks it when due and sleeps again until the next one."""
 
     def __init__(self, gate: Gate, transport: asyncio.Transport, address: str) -> None:
         self.gate = gate
         self.transport = transport
         self.address = address
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
         self.reason: str | None = None
         self.busy = 0
         """Requests in progress on the connection (the HTTPS listener counts them)."""
 
     @property
     def armed(self) -> bool:
-        return self._timer is not None
+        return self._deadline is not None
 
     def arm(self, seconds: float, reason: str) -> None:
-        self.disarm()
+        loop = asyncio.get_running_loop()
         self.reason = reason
-        self._timer = asyncio.get_running_loop().call_later(seconds, self._expire)
+        self._deadline = loop.time() + seconds
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._check)
 
     def disarm(self) -> None:
+        self._deadline = None
+
+    def close(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _expire(self) -> None:
+    def _check(self) -> None:
         self._timer = None
+        if self._deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._check)
+            return
+        self._deadline = None
         self.gate.closed.count(self.reason or "deadline")
         self.transport.abort()
 
@@ -117,7 +134,7 @@ class Gate:
         return None
 
     def release(self, guard: Guard) -> None:
-        guard.disarm()
+        guard.close()
         self.open -= 1
         address = guard.address
         self.by_address[address] -= 1
