@@ -29,6 +29,7 @@ from devprov.allocation.custom import CustomAllocator
 from devprov.allocation.exchanges import ExchangeLog, ExchangeObserver, ObservedExchanges
 from devprov.allocation.functions import InProcessAllocators, parse_allocator_specs
 from devprov.allocation.webhook import WebhookClient
+from devprov.attestation.sas import DEFAULT_MAX_LIFETIME_SECONDS
 from devprov.domain.ids import id_key
 from devprov.domain.models import LinkedHub
 from devprov.domain.records import Kind
@@ -54,17 +55,21 @@ from devprov.registration.provision import Provisioning
 from devprov.registration.service import RegistrationService, RegistrationSettings
 from devprov.server.activity_log import RegistrationLog
 from devprov.server.amqp_listener import AmqpTlsProtocol
+from devprov.server.amqp_session import AmqpLimits
 from devprov.server.app import build_app
 from devprov.server.console import Activity, Console
 from devprov.server.device_api import DeviceApi
 from devprov.server.dps_amqp import DpsAmqp
 from devprov.server.dps_mqtt import DpsMqtt
+from devprov.server.guard import Gate, GuardedProtocol, ResourceErrors
 from devprov.server.health import add_health_routes
+from devprov.server.http import HttpGuarded
 from devprov.server.hub_api import HubApi
 from devprov.server.hub_mqtt import HubMqtt
+from devprov.server.listen import serve
 from devprov.server.metrics import Gauges, Metrics, MetricsAccess, add_metrics_route
 from devprov.server.mqtt_listener import MqttTlsProtocol
-from devprov.server.mqtt_session import MqttApplication, OpenSessions
+from devprov.server.mqtt_session import MqttApplication, OpenSessions, SessionLimits
 from devprov.server.openapi import add_openapi_route
 from devprov.server.routing import Router
 from devprov.server.service_api import ServiceApi
@@ -171,16 +176,28 @@ def registration_service(
     issuers: CredentialIssuers | None = None,
     fast_path_seconds: float = 1.5,
     observers: Iterable[Observer] = (),
+    admission: Settings | None = None,
 ) -> RegistrationService:
-    """The registration service and its stages over a store."""
+    """The registration service and its stages over a store (`admission`: the settings whose
+    caps and token lifetime apply; none when not given)."""
     directory = CachedDirectory(store)
     custom = CustomAllocator(webhooks, functions, exchanges)
     allocators = Allocators({**built_in_allocators(), "custom": custom})
     records = StoredRegistrations(store)
     observing = Observers(observers)
+    limits = (
+        {
+            "max_in_flight": admission.max_registrations_in_flight,
+            "max_in_flight_per_device": admission.max_registrations_in_flight_per_device,
+            "throttle_retry_after": admission.throttle_retry_after,
+        }
+        if admission
+        else {}
+    )
+    lifetime = admission.sas_max_lifetime if admission else DEFAULT_MAX_LIFETIME_SECONDS
     return RegistrationService(
-        RegistrationSettings(id_scope, fast_path_seconds=fast_path_seconds),
-        Attestation(id_scope, directory, StoredChallenges(store)),
+        RegistrationSettings(id_scope, fast_path_seconds=fast_path_seconds, **limits),
+        Attestation(id_scope, directory, StoredChallenges(store), lifetime),
         Provisioning(
             directory, AllocationStage(allocators), Placement(connectors), records, observing
         ),
@@ -203,6 +220,8 @@ class Devprov:
     metrics: Metrics
     stack: AsyncExitStack
     data_dir: Path
+    gates: dict[str, Gate]
+    """Each listener's gate (https, mqtt, amqp): its caps and the connections it holds."""
 
     async def close(self) -> None:
         await self.stack.aclose()
@@ -259,6 +278,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             issuers=issuers,
             fast_path_seconds=settings.fast_path_seconds,
             observers=watching,
+            admission=settings,
         )
         stack.push_async_callback(registrations.close)
         messages = StoredMessageLog(store, settings.hub_message_retention)
@@ -302,7 +322,9 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
 
         await prune_audit()
         stack.push_async_callback(_cancelled, asyncio.create_task(_every(3600.0, prune_audit)))
-        ServiceApi(admin, instance.policy, known_hosts, hubs, after_write, audit).add_routes(router)
+        ServiceApi(
+            admin, instance.policy, known_hosts, hubs, after_write, audit, settings.sas_max_lifetime
+        ).add_routes(router)
         HubApi(hubs, audit).add_routes(router)
         if settings.console:
             Console(
@@ -315,6 +337,8 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
                 audit=audit,
             ).add_routes(router)
         dps_amqp = DpsAmqp(registrations, settings.max_message_bytes)
+        mqtt_limits = SessionLimits(settings.mqtt_connect_timeout, settings.mqtt_max_keep_alive)
+        amqp_limits = AmqpLimits(settings.amqp_open_timeout, settings.amqp_idle_timeout)
         DeviceApi(
             registrations,
             settings.max_message_bytes,
@@ -322,40 +346,57 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             dps.max_packet_bytes,
             open_sessions,
             dps_amqp,
+            mqtt_limits,
+            amqp_limits,
         ).add_routes(router)
+        gates = {
+            name: Gate(name, settings.max_connections, settings.max_connections_per_address)
+            for name in ("https", "mqtt", "amqp")
+        }
+        loop = asyncio.get_running_loop()
+        if loop.get_exception_handler() is None:
+            loop.set_exception_handler(ResourceErrors())
         shared = settings.workers > 1  # several processes accept on the same ports
-        runner = web.AppRunner(build_app(router), access_log=None)
+        runner = web.AppRunner(
+            build_app(router, gates["https"], settings.http_body_timeout),
+            access_log=None,
+            keepalive_timeout=settings.http_keepalive_timeout,
+        )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         stack.callback(activity.feed.close)  # open live feeds end first, or cleanup waits
         metrics.watch(Gauges(_connections(runner, open_sessions), lambda: registrations.in_flight))
-        site = web.TCPSite(
-            runner,
-            host=instance.host,
-            port=instance.https_port,
-            ssl_context=context,
-            reuse_address=True,
-            reuse_port=shared,
-        )
-        await site.start()
-        mqtt_server = await asyncio.get_running_loop().create_server(
-            lambda: MqttTlsProtocol(applications, dps.max_packet_bytes, open_sessions),
-            host=instance.host,
-            port=instance.mqtt_port,
-            ssl=context,
-            reuse_address=True,
-            reuse_port=shared,
-        )
-        stack.callback(mqtt_server.close)
-        amqp_server = await asyncio.get_running_loop().create_server(
-            lambda: AmqpTlsProtocol(dps_amqp),
-            host=instance.host,
-            port=instance.amqp_port,
-            ssl=context,
-            reuse_address=True,
-            reuse_port=shared,
-        )
-        stack.callback(amqp_server.close)
+        handler_factory = runner.server
+        assert handler_factory is not None
+        listeners = [
+            (
+                instance.https_port,
+                lambda: HttpGuarded(
+                    gates["https"], handler_factory(), settings.http_header_timeout
+                ),
+            ),
+            (
+                instance.mqtt_port,
+                lambda: GuardedProtocol(
+                    gates["mqtt"],
+                    MqttTlsProtocol(applications, dps.max_packet_bytes, open_sessions, mqtt_limits),
+                ),
+            ),
+            (
+                instance.amqp_port,
+                lambda: GuardedProtocol(gates["amqp"], AmqpTlsProtocol(dps_amqp, amqp_limits)),
+            ),
+        ]
+        for port, factory_of in listeners:
+            for server in await serve(
+                factory_of,
+                instance.host,
+                port,
+                context,
+                handshake_timeout=settings.tls_handshake_timeout,
+                reuse_port=shared,
+            ):
+                stack.callback(server.close)
         log.info(
             "devprov serving id scope %s on https://%s:%d, mqtts://%s:%d and amqps://%s:%d",
             instance.id_scope,
@@ -367,7 +408,15 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             instance.amqp_port,
         )
         return Devprov(
-            instance, tls, store, registrations, hubs, metrics, stack.pop_all(), settings.data_dir
+            instance,
+            tls,
+            store,
+            registrations,
+            hubs,
+            metrics,
+            stack.pop_all(),
+            settings.data_dir,
+            gates,
         )
     raise AssertionError("unreachable")  # pragma: no cover - the block returns or raises
 

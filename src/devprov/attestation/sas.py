@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus, unquote
 
-from devprov.domain.errors import TOKEN_EXPIRED, DpsError, unauthorized
+from devprov.domain.errors import TOKEN_EXPIRED, TOKEN_TOO_LONG, DpsError, unauthorized
 
 _PREFIX = "sharedaccesssignature "
+DEFAULT_MAX_LIFETIME_SECONDS = 365 * 24 * 3600.0
+"""How far in the future a token's expiry may be (the `sas_max_lifetime` setting's default)."""
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,24 @@ def _signed_by_any(token: SasToken, keys: list[bytes], form: str) -> bool:
     )
 
 
-def check_expiry(token: SasToken, now: float | None = None) -> None:
-    if token.expiry <= (time.time() if now is None else now):
+def check_expiry(
+    token: SasToken,
+    now: float | None = None,
+    max_lifetime: float = DEFAULT_MAX_LIFETIME_SECONDS,
+) -> None:
+    """Refuse an expired token, and one whose expiry is more than `max_lifetime` seconds away
+    (a token that never really expires cannot be revoked by waiting)."""
+    current = time.time() if now is None else now
+    if token.expiry <= current:
         raise DpsError(401, TOKEN_EXPIRED, "The SharedAccessSignature has expired.")
+    if token.expiry - current > max_lifetime:
+        raise DpsError(
+            401,
+            TOKEN_TOO_LONG,
+            f"The SharedAccessSignature expires {token.expiry - current:.0f} s from now; this"
+            f" server accepts at most {max_lifetime:.0f} s (sas_max_lifetime): sign a token"
+            " with a nearer expiry (se).",
+        )
 
 
 def build_sas(

@@ -10,7 +10,7 @@ from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from devprov.cli.audit import audit_app
-from devprov.cli.bench import bench, bench_hub, bench_idle, bench_seed
+from devprov.cli.bench import bench, bench_hub, bench_idle, bench_seed, bench_slowloris
 from devprov.cli.certificates import ca_app, cert_app
 from devprov.cli.common import DEBUG, err_console, explain
 from devprov.cli.config import config_app
@@ -80,6 +80,7 @@ app.command("import")(import_)
 app.command()(bench)
 app.command("bench-seed")(bench_seed)
 app.command("bench-idle")(bench_idle)
+app.command("bench-slowloris")(bench_slowloris)
 app.command("bench-hub")(bench_hub)
 app.add_typer(enrollment_app, name="enrollment")
 app.add_typer(group_app, name="group")

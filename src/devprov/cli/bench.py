@@ -257,3 +257,46 @@ def bench_hub(
         return
     for name, value in figures.items():
         console.print(f"{name}: {value}")
+
+
+def bench_slowloris(
+    attack: Annotated[
+        list[str] | None,
+        typer.Option(help="https-head, https-body, https-idle or mqtt-connect (repeatable; all)."),
+    ] = None,
+    connections: Annotated[int, typer.Option(help="Slow peers for each attack.")] = 1000,
+    seconds: Annotated[float, typer.Option(help="How long each attack goes on.")] = 100.0,
+    gap: Annotated[float, typer.Option(help="Seconds between a trickler's bytes.")] = 1.0,
+) -> None:
+    """Slow and idle peers against a devprov started here (with the DEVPROV_* settings of the
+    environment): how many it held and closed, and whether a fresh client still got in."""
+    import asyncio
+
+    from devprov.bench.load import Target
+    from devprov.bench.runner import BenchConfig, devprov_server
+    from devprov.bench.slowloris import ATTACKS, slowloris
+    from devprov.bench.wire import client_context
+    from devprov.process import raise_file_limit
+
+    chosen = [a for a in ATTACKS if not attack or a in attack]
+    raise_file_limit()
+    table = Table("attack", "peers", "opened", "closed by server", "held", "fresh client", "s")
+    with devprov_server(BenchConfig(scenarios=[])) as (info, _pid):
+        target = Target(
+            "127.0.0.1",
+            info["httpsPort"],
+            info["mqttPort"],
+            client_context(info["caCertificatePath"]),
+        )
+        for name in chosen:
+            result = asyncio.run(slowloris(target, name, connections, seconds, gap))
+            table.add_row(
+                name,
+                str(connections),
+                str(result.opened),
+                str(result.closed_by_server),
+                str(result.held),
+                "answered" if result.probe_ok else "NOT answered",
+                f"{result.seconds:.0f}",
+            )
+    console.print(table)

@@ -136,6 +136,42 @@ def serve(
     console: Annotated[
         bool | None, typer.Option("--console/--no-console", help="Serve the web console.")
     ] = None,
+    tls_handshake_timeout: Annotated[
+        float | None, typer.Option(help="Seconds a client has to finish its TLS handshake (10).")
+    ] = None,
+    http_header_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds an HTTPS request head may take from its first byte (10)."),
+    ] = None,
+    http_body_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds a request body may take once its head is in; then 408 (30)."),
+    ] = None,
+    http_keepalive_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds an HTTPS connection may wait for its next request (75)."),
+    ] = None,
+    mqtt_connect_timeout: Annotated[
+        float | None, typer.Option(help="Seconds from accept to a complete MQTT CONNECT (30).")
+    ] = None,
+    max_connections: Annotated[
+        int | None, typer.Option(help="Connections each listener holds at most; 0: no cap (20000).")
+    ] = None,
+    max_connections_per_address: Annotated[
+        int | None,
+        typer.Option(help="Connections each listener holds per source address (0: no cap)."),
+    ] = None,
+    max_registrations_in_flight: Annotated[
+        int | None,
+        typer.Option(help="Registrations provisioned at once; more get 429 (2000; 0: no cap)."),
+    ] = None,
+    max_registrations_in_flight_per_device: Annotated[
+        int | None,
+        typer.Option(help="Registrations of one id at once; more get 429 (4; 0: no cap)."),
+    ] = None,
+    sas_max_lifetime: Annotated[
+        float | None, typer.Option(help="Seconds ahead a SAS token's expiry may be (one year).")
+    ] = None,
 ) -> None:
     """Run devprov: the device APIs (HTTPS, MQTT, AMQP, both over WebSocket) and the service API."""
     from devprov.allocation.functions import parse_allocator_specs
@@ -169,6 +205,16 @@ def serve(
         metrics=metrics,
         metrics_token=metrics_token,
         console=console,
+        tls_handshake_timeout=tls_handshake_timeout,
+        http_header_timeout=http_header_timeout,
+        http_body_timeout=http_body_timeout,
+        http_keepalive_timeout=http_keepalive_timeout,
+        mqtt_connect_timeout=mqtt_connect_timeout,
+        max_connections=max_connections,
+        max_connections_per_address=max_connections_per_address,
+        max_registrations_in_flight=max_registrations_in_flight,
+        max_registrations_in_flight_per_device=max_registrations_in_flight_per_device,
+        sas_max_lifetime=sas_max_lifetime,
     )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")

@@ -10,6 +10,7 @@ from cryptography import x509
 from devprov.attestation import tpm_device
 from devprov.attestation.attested import Attested
 from devprov.attestation.device_auth import attest_symmetric_key
+from devprov.attestation.sas import DEFAULT_MAX_LIFETIME_SECONDS
 from devprov.attestation.x509 import attest_x509
 from devprov.domain.errors import unauthorized
 from devprov.domain.ids import validate_id
@@ -36,7 +37,14 @@ class DeviceProof:
 class Attestation:
     """Checks proofs against the directory; issues and consumes TPM challenges."""
 
-    def __init__(self, id_scope: str, directory: Directory, challenges: TpmChallenges) -> None:
+    def __init__(
+        self,
+        id_scope: str,
+        directory: Directory,
+        challenges: TpmChallenges,
+        max_token_lifetime: float = DEFAULT_MAX_LIFETIME_SECONDS,
+    ) -> None:
+        self.max_token_lifetime = max_token_lifetime
         self.id_scope = id_scope
         self.directory = directory
         self.challenges = challenges
@@ -61,10 +69,12 @@ class Attestation:
         """Answer a TPM's first register: remember a new key and raise the challenge that
         carries it, which only that TPM can open."""
         individual = await self._individual(id_scope, registration_id, revisions)
+        pending = await self.challenges.read(registration_id)
         record, challenge = tpm_device.challenge(
-            registration_id, individual, tpm_device.TpmKeys.from_body(tpm)
+            registration_id, individual, tpm_device.TpmKeys.from_body(tpm), pending
         )
-        await self.challenges.issue(registration_id, record)
+        if record is not None:
+            await self.challenges.issue(registration_id, record)
         raise challenge
 
     async def attest(
@@ -84,13 +94,11 @@ class Attestation:
         individual = await self._individual(id_scope, registration_id, revisions)
         if proof.authorization is not None:
             if individual is not None and individual.attestation.type == "tpm":
-                return await self._tpm_token(
-                    registration_id, individual, proof.authorization, registering
-                )
+                return await self._tpm_token(registration_id, individual, proof, registering)
             groups = [] if individual else await self.directory.groups("symmetricKey")
             attested = attest_symmetric_key(
                 proof.authorization, self.id_scope, registration_id, individual,
-                self._last_matched_first(groups),
+                self._last_matched_first(groups), self.max_token_lifetime,
             )  # fmt: skip
             self._last_group = attested.group_id or self._last_group
             return attested
@@ -123,11 +131,24 @@ class Attestation:
         return groups
 
     async def _tpm_token(
-        self, registration_id: str, individual: IndividualEnrollment, token: str, registering: bool
+        self,
+        registration_id: str,
+        individual: IndividualEnrollment,
+        proof: DeviceProof,
+        registering: bool,
     ) -> Attested:
+        """The hub key's blob is wrapped for the SRK the TPM sends with its signed register
+        (else for the one it sent when it asked for the challenge)."""
         challenge = await self.challenges.read(registration_id)
+        srk = tpm_device.TpmKeys.from_body(proof.tpm).storage_root_key if proof.tpm else None
         attested = tpm_device.attest_tpm_token(
-            registration_id, individual, token, challenge, registering=registering
+            registration_id,
+            individual,
+            proof.authorization or "",
+            challenge,
+            registering=registering,
+            max_lifetime=self.max_token_lifetime,
+            storage_root_key=srk,
         )
         used = registering and challenge is not None
         if used and not await self.challenges.use(registration_id, challenge or {}):

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from devprov.admin import GROUP, INDIVIDUAL, Admin, EnrollmentKind, Page, page_size
+from devprov.attestation.sas import DEFAULT_MAX_LIFETIME_SECONDS
 from devprov.domain.audit import UNKNOWN, AuditLog, parse_since
 from devprov.domain.errors import INTERNAL_ERROR, DpsError, bad_request
 from devprov.domain.policies import PolicyLookup
@@ -57,7 +58,9 @@ class ServiceApi:
         hub_devices: HubDevices,
         after_write: Callable[[], Awaitable[None]] | None = None,
         audit: AuditLog | None = None,
+        max_token_lifetime: float = DEFAULT_MAX_LIFETIME_SECONDS,
     ) -> None:
+        self.max_token_lifetime = max_token_lifetime
         self.admin = admin
         self.policy_of = policy_of
         self.known_hosts = known_hosts
@@ -73,7 +76,11 @@ class ServiceApi:
             try:
                 require_api_version(request)
                 policy = authorize(
-                    self.policy_of, request.headers.get("Authorization"), right, self.known_hosts
+                    self.policy_of,
+                    request.headers.get("Authorization"),
+                    right,
+                    self.known_hosts,
+                    self.max_token_lifetime,
                 )
                 response = await call(request, params)
                 if self.after_write is not None and request.method != "GET" and right in _WRITES:
