@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.run-stamp
 NODE_DIR := tests/interop/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
 ARGS ?=
@@ -10,11 +11,19 @@ PYTEST_ARGS ?=
 
 .PHONY: run test soak lint setup clean
 
+# make run: only what serving needs (pyproject's dependencies).
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# make test (and lint): that, and the test extra (official SDKs, pytest, linters, Playwright...).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@
+	touch $@ $(RUN_STAMP)
 
 $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
@@ -24,7 +33,7 @@ setup: $(STAMP)
 
 ## make run: start devprov on its embedded default (SQLite, generated CA) in ./devprov-data,
 ## with a built-in IoT hub named 127.0.0.1 (a dotted name every machine resolves).
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/devprov serve --default-hub 127.0.0.1 $(ARGS)
 
 lint: $(STAMP)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Generic
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from devprov.allocation.payload import check_payload_rules
 from devprov.domain import cas
+from devprov.domain.audit import AdminAudit
 from devprov.domain.clock import new_etag
 from devprov.domain.enrollments import (
     EnrollmentT,
@@ -31,7 +34,7 @@ from devprov.domain.errors import (
     bad_request,
     not_found,
 )
-from devprov.domain.ids import id_key, validate_id
+from devprov.domain.ids import check_name, id_key, validate_id
 from devprov.domain.models import (
     BulkEnrollmentOperation,
     EnrollmentGroup,
@@ -126,6 +129,43 @@ def page_size(value: str | int | None) -> int:
 
 
 HubPrepare = Callable[[LinkedHub], LinkedHub]
+P = ParamSpec("P")
+R = TypeVar("R")
+_in_write: ContextVar[bool] = ContextVar("admin_in_write", default=False)
+AdminCall = Callable[Concatenate["Admin", P], Coroutine[Any, Any, R]]
+
+
+def _audited(method: str, path: str, ok: int = 200) -> Callable[[AdminCall[P, R]], AdminCall[P, R]]:
+    """Tell the facade's `audit` (when it has one) of each call: `path` is formatted with the
+    collection of an enrollment kind (`{c}`) and the id the call is about (`{id}`); a write
+    made inside another (a bulk's items) is part of that one."""
+
+    def wrap(call: AdminCall[P, R]) -> AdminCall[P, R]:
+        @functools.wraps(call)
+        async def audited(self: Admin, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            if self.audit is None or _in_write.get():
+                return await call(self, *args, **kwargs)
+            token, status = _in_write.set(True), ok
+            try:
+                return await call(self, *args, **kwargs)
+            except DpsError as error:
+                status = error.status
+                raise
+            except Exception:
+                status = 500
+                raise
+            finally:
+                _in_write.reset(token)
+                first, collection = (args[0] if args else None), ""
+                if isinstance(first, EnrollmentKind):
+                    collection, first = first.bulk_field, (args[1] if len(args) > 1 else None)
+                resource = first if isinstance(first, str) else None
+                where = path.format(c=f"/{collection}", id=resource or "")
+                await self.audit(method, where, resource, status)
+
+        return audited
+
+    return wrap
 
 
 class Admin:
@@ -135,12 +175,19 @@ class Admin:
     use, so that a mistake is told when the hub is linked, not at the first registration) and
     completes them (a built-in hub makes its own connection string)."""
 
-    def __init__(self, store: RecordStore, prepare_hub: HubPrepare | None = None) -> None:
+    def __init__(
+        self,
+        store: RecordStore,
+        prepare_hub: HubPrepare | None = None,
+        audit: AdminAudit | None = None,
+    ) -> None:
         self.store = store
         self.prepare_hub = prepare_hub
+        self.audit = audit
 
     # Enrollments and groups -------------------------------------------------------------
 
+    @_audited("PUT", "{c}/{id}")
     async def put(
         self, spec: EnrollmentKind[EnrollmentT], path_id: str, body: Any, if_match: str | None
     ) -> dict[str, Any]:
@@ -152,6 +199,21 @@ class Admin:
         record = _prepared(incoming, existing, path_id)
         await self.store.replace(_put(spec, key, record), if_match)
         return record.to_wire()
+
+    async def put_many(
+        self,
+        spec: EnrollmentKind[EnrollmentT],
+        records: list[tuple[dict[str, Any], dict[str, Any] | None]],
+    ) -> None:
+        """Create or replace many records in one transaction (`devprov import`), each by the
+        rules of `put`: (the body, and the stored document it replaces or None)."""
+        puts = []
+        for body, stored in records:
+            incoming = parse_model(spec.model, body, spec.noun)
+            existing = spec.model.model_validate(stored) if stored else None
+            record = _prepared(incoming, existing)
+            puts.append(_put(spec, id_key(body.get(spec.id_field) or ""), record))
+        await self.store.write(puts)
 
     async def get(self, spec: EnrollmentKind[EnrollmentT], record_id: str) -> dict[str, Any]:
         record = await self._load(spec, record_id)
@@ -169,6 +231,7 @@ class Admin:
         record = await self._load(spec, record_id)
         return record.attestation.to_wire()
 
+    @_audited("DELETE", "{c}/{id}", 204)
     async def delete(
         self, spec: EnrollmentKind[EnrollmentT], record_id: str, if_match: str | None
     ) -> None:
@@ -206,6 +269,7 @@ class Admin:
         items = [public_view(spec.model.model_validate(row.document)) for row in rows[:size]]
         return Found(items, total, rows[size - 1].key if len(rows) > size else None)
 
+    @_audited("PUT", "{c}/{id}")
     async def set_status(
         self, spec: EnrollmentKind[EnrollmentT], record_id: str, enabled: bool
     ) -> dict[str, Any]:
@@ -214,6 +278,7 @@ class Admin:
         record.provisioning_status = "enabled" if enabled else "disabled"
         return await self.put(spec, record_id, record.to_wire(), record.etag)
 
+    @_audited("POST", "{c}")
     async def bulk(self, spec: EnrollmentKind[EnrollmentT], body: Any) -> dict[str, Any]:
         """Up to ten creates, updates or deletes; HTTP 200 even when some fail, as DPS."""
         operation = parse_model(BulkEnrollmentOperation, body, "bulk enrollment operation")
@@ -274,6 +339,7 @@ class Admin:
             )
         return stored.document
 
+    @_audited("DELETE", "/registrations/{id}", 204)
     async def delete_registration(self, registration_id: str, if_match: str | None) -> None:
         if not await self.store.delete(Kind.REGISTRATION, id_key(registration_id), if_match):
             raise not_found(
@@ -317,6 +383,7 @@ class Admin:
 
     # Verified CAs ------------------------------------------------------------------------
 
+    @_audited("PUT", "/certificates/{id}")
     async def put_ca(self, name: str, body: Any) -> dict[str, Any]:
         certificate = body.get("certificate") if isinstance(body, dict) else None
         if not isinstance(certificate, str):
@@ -336,13 +403,16 @@ class Admin:
     async def list_cas(self) -> list[dict[str, Any]]:
         return [row.document for row in await self.store.page(Kind.CERTIFICATE)]
 
+    @_audited("DELETE", "/certificates/{id}", 204)
     async def delete_ca(self, name: str) -> None:
         if not await self.store.delete(Kind.CERTIFICATE, id_key(name)):
             raise not_found(f"There is no CA named {name!r}.", CA_NOT_FOUND)
 
+    @_audited("POST", "/certificates/{id}/generateVerificationCode")
     async def ca_verification_code(self, name: str) -> dict[str, Any]:
         return await self._update_ca(name, cas.with_verification_code)
 
+    @_audited("POST", "/certificates/{id}/verify")
     async def verify_ca(self, name: str, body: Any) -> dict[str, Any]:
         proof = body.get("certificate") if isinstance(body, dict) else None
         if not isinstance(proof, str):
@@ -363,9 +433,11 @@ class Admin:
 
     # Linked hubs --------------------------------------------------------------------------
 
+    @_audited("PUT", "/linkedHubs/{id}")
     async def put_linked_hub(self, host_name: str, body: Any) -> dict[str, Any]:
         """Link or relink a hub. Its connection string is write-only: kept when a PUT leaves
         it out (as GET never shows it), and never answered."""
+        check_name(host_name, "IoT hub host name")
         data = dict(body) if isinstance(body, dict) else {}
         data["hostName"] = host_name
         hub = parse_model(LinkedHub, data, "linked hub")
@@ -389,6 +461,7 @@ class Admin:
         rows = await self.store.page(Kind.LINKED_HUB)
         return [LinkedHub.model_validate(row.document).public_view() for row in rows]
 
+    @_audited("DELETE", "/linkedHubs/{id}", 204)
     async def delete_linked_hub(self, host_name: str) -> None:
         if not await self.store.delete(Kind.LINKED_HUB, id_key(host_name)):
             raise not_found(f"IoT hub {host_name!r} is not linked.", LINKED_HUB_NOT_FOUND)

@@ -3,6 +3,7 @@
 The instance file (`devprov.json` in the data dir) holds what must survive restarts and be shared
 with other devprov commands: the id scope, the shared access policies, the database URL and where
 the server listens. `devprov info` and `devprov hub add` read it, so they need only `--data-dir`.
+The policies' keys are sealed in it (keyring.py): the file alone does not give them away.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pydantic import BaseModel, Field
 
 from devprov.domain.keys import generate_key
 from devprov.domain.policies import OWNER_POLICY, AccessPolicy
+from devprov.domain.sealing import is_sealed
+from devprov.keyring import load_sealer
 
 INSTANCE_FILE = "devprov.json"
 WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
@@ -64,7 +67,16 @@ def load_instance(data_dir: Path) -> Instance | None:
     path = data_dir / INSTANCE_FILE
     if not path.exists():
         return None
-    return Instance.model_validate_json(path.read_text())
+    data = json.loads(path.read_text())
+    keys = [(p, name) for p in data.get("policies", []) for name in _POLICY_KEYS if name in p]
+    if any(is_sealed(policy[name]) for policy, name in keys):
+        sealer = load_sealer(data_dir, create=False)
+        for policy, name in keys:
+            policy[name] = sealer.open_text(policy[name])
+    return Instance.model_validate(data)
+
+
+_POLICY_KEYS = ("primary_key", "secondary_key")
 
 
 def ensure_instance(data_dir: Path, **updates: Any) -> Instance:
@@ -85,8 +97,14 @@ def ensure_instance(data_dir: Path, **updates: Any) -> Instance:
 
 
 def save_instance(data_dir: Path, instance: Instance) -> None:
+    """Write the instance file, its policies' keys sealed under the data dir's current key."""
     path = data_dir / INSTANCE_FILE
     temporary = path.with_suffix(".tmp")
+    data = instance.model_dump()
+    sealer = load_sealer(data_dir)
+    for policy in data["policies"]:
+        for name in _POLICY_KEYS:
+            policy[name] = sealer.seal_text(policy[name])
     with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
-        handle.write(json.dumps(instance.model_dump(), indent=2) + "\n")
+        handle.write(json.dumps(data, indent=2) + "\n")
     temporary.replace(path)

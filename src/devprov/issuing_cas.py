@@ -1,9 +1,10 @@
 """Credential policies as kept: the record in the store (so every worker and TLS see the
 issuing CAs) and each issuing CA's private key in the data dir, never in the store.
 
-Keys are written as PEM with file mode 0600 in a 0700 directory
-(`DATA_DIR/credential-policies/NAME/THUMBPRINT.key.pem`), as devprov keeps its TLS CA key;
-they are not encrypted at rest (devprov has no key-encryption secret yet)."""
+Keys are written with file mode 0600 in a 0700 directory
+(`DATA_DIR/credential-policies/NAME/THUMBPRINT.key.pem`), sealed (the PEM as sealed text, see
+domain/sealing.py); a plain PEM left by an older devprov is read as it
+is and sealed by `reseal_keys` (at start, and by `devprov keys rotate`)."""
 
 from __future__ import annotations
 
@@ -25,17 +26,45 @@ from devprov.domain.credentials import (
 from devprov.domain.errors import CREDENTIAL_POLICY_NOT_FOUND, DpsError, conflict, not_found
 from devprov.domain.ids import id_key, validate_id
 from devprov.domain.records import Kind, Put, RecordStore
+from devprov.domain.sealing import Sealer, is_sealed
+from devprov.keyring import load_sealer
 
 KEY_DIRECTORY = "credential-policies"
+
+
+def _write_file(path: Path, pem: bytes, sealer: Sealer) -> None:
+    temporary = path.with_suffix(".tmp")
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        out.write(sealer.seal(pem).encode())
+    temporary.replace(path)
+
+
+def _pem(data: bytes, sealer: Sealer) -> bytes:
+    text = data.decode("ascii", "replace").strip()
+    return sealer.open(text) if is_sealed(text) else data
+
+
+def reseal_keys(data_dir: Path, sealer: Sealer) -> int:
+    """Seal every issuing CA key file under the current key (plain ones, and those sealed under
+    another key); how many were rewritten."""
+    key_dir = data_dir / KEY_DIRECTORY
+    rewritten = 0
+    for path in sorted(key_dir.glob("*/*.key.pem")) if key_dir.exists() else []:
+        data = path.read_bytes()
+        if sealer.needs_sealing(data.decode("ascii", "replace").strip()):
+            _write_file(path, _pem(data, sealer), sealer)
+            rewritten += 1
+    return rewritten
 
 
 class IssuingCas:
     """Creates, rotates and reads credential policies; hands the registration service an
     `Issuer` (policy and current key) by name, caching keys by CA."""
 
-    def __init__(self, store: RecordStore, data_dir: Path) -> None:
+    def __init__(self, store: RecordStore, data_dir: Path, sealer: Sealer | None = None) -> None:
         self.store = store
         self.key_dir = data_dir / KEY_DIRECTORY
+        self.sealer: Sealer = sealer if sealer is not None else load_sealer(data_dir)
         self._keys: dict[str, IssuingKey] = {}
 
     def _key_path(self, policy: str, thumbprint: str) -> Path:
@@ -50,13 +79,21 @@ class IssuingCas:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-            out.write(pem)
+        self._write_file(path, pem)
+
+    def _write_file(self, path: Path, pem: bytes) -> None:
+        _write_file(path, pem, self.sealer)
+
+    def _pem(self, data: bytes) -> bytes:
+        return _pem(data, self.sealer)
+
+    def reseal_keys(self) -> int:
+        return reseal_keys(self.key_dir.parent, self.sealer)
 
     def _read_key(self, policy: str, thumbprint: str) -> IssuingKey:
         path = self._key_path(policy, thumbprint)
         try:
-            key = serialization.load_pem_private_key(path.read_bytes(), None)
+            key = serialization.load_pem_private_key(self._pem(path.read_bytes()), None)
         except FileNotFoundError:
             raise DpsError(
                 500,

@@ -86,19 +86,90 @@ class Settings(BaseSettings):
         description="On SIGTERM, how long a node waits for the registrations it holds to end"
         " after it stops taking connections (its /readyz answers 503 meanwhile).",
     )
-    operation_deadline_seconds: float = Field(
-        120.0,
-        gt=0,
-        description="An operation still `assigning` after this long was left by a node that"
-        " stopped: any node fails it (500001) so its device registers again. Keep it above"
-        " webhook_timeout plus hub_connector_timeout.",
-    )
     workers: int = Field(1, ge=1, description="Processes serving the same ports and store.")
     default_hub: str | None = Field(
         None, description="Link a built-in IoT hub of this name when no hub is linked yet."
     )
     hub_message_retention: int = Field(
         10_000, ge=1, description="Device-to-cloud messages a built-in hub keeps (newest)."
+    )
+    audit_retention_days: float = Field(
+        90.0, gt=0, description="Days the audit trail of writes keeps an entry (then pruned)."
+    )
+    tls_handshake_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client has to finish its TLS handshake, on every port."
+    )
+    http_header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds an HTTPS request's head (request line and headers, a WebSocket"
+        " upgrade included) may take from its first byte; then the connection is closed.",
+    )
+    http_body_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a request body may take to arrive once its head is in; then 408"
+        " and the connection is closed.",
+    )
+    http_keepalive_timeout: float = Field(
+        75.0,
+        gt=0,
+        description="Seconds an HTTPS connection may wait for its next request (its first one"
+        " too) before it is closed.",
+    )
+    mqtt_connect_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds from accepting an MQTT connection to its CONNECT being complete;"
+        " bytes do not restart it.",
+    )
+    mqtt_max_keep_alive: int = Field(
+        1767,
+        ge=1,
+        le=65535,
+        description="The longest MQTT keep-alive honoured (seconds; IoT Hub's ceiling): a"
+        " client asking for more, or for none (0), is closed after 1.5 x this of silence.",
+    )
+    amqp_open_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds from accepting an AMQP connection to its open (SASL included).",
+    )
+    amqp_idle_timeout: float = Field(
+        120.0, gt=0, description="Seconds of silence after which an open AMQP connection is closed."
+    )
+    max_connections: int = Field(
+        20_000,
+        ge=0,
+        description="Connections each listener (HTTPS, MQTT, AMQP) holds at most; the excess"
+        " is closed at once (0: no cap).",
+    )
+    max_connections_per_address: int = Field(
+        0,
+        ge=0,
+        description="Connections each listener holds from one source address; the excess is"
+        " closed at once (0: no cap; devices behind one NAT share an address).",
+    )
+    max_registrations_in_flight: int = Field(
+        2_000,
+        ge=0,
+        description="Registrations provisioned at once; more are answered 429 (429001) with"
+        " Retry-After (0: no cap).",
+    )
+    max_registrations_in_flight_per_device: int = Field(
+        4,
+        ge=0,
+        description="Registrations of one registration id provisioned at once; more are"
+        " answered 429 (429001) with Retry-After (0: no cap).",
+    )
+    throttle_retry_after: int = Field(
+        3, ge=1, description="The Retry-After (seconds) of a registration answered 429."
+    )
+    sas_max_lifetime: float = Field(
+        365 * 24 * 3600.0,
+        gt=0,
+        description="Seconds into the future a SAS token's expiry may be (devices and the"
+        " service API); a token valid for longer is refused (401).",
     )
     log_level: str = Field("INFO", description="Logging level.")
     log_format: Literal["text", "json"] = Field(

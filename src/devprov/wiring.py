@@ -29,6 +29,7 @@ from devprov.allocation.custom import CustomAllocator
 from devprov.allocation.exchanges import ExchangeLog, ExchangeObserver, ObservedExchanges
 from devprov.allocation.functions import InProcessAllocators, parse_allocator_specs
 from devprov.allocation.webhook import WebhookClient
+from devprov.attestation.sas import DEFAULT_MAX_LIFETIME_SECONDS
 from devprov.domain.ids import id_key
 from devprov.domain.models import LinkedHub
 from devprov.domain.records import Kind
@@ -41,6 +42,7 @@ from devprov.hubs.connector import ConnectorError, Finding
 from devprov.hubs.factory import ConnectorFactory, Connectors
 from devprov.instance import Instance, ensure_instance, save_instance
 from devprov.issuing_cas import IssuingCas
+from devprov.keyring import load_sealer
 from devprov.log_format import configure_logging
 from devprov.process import raise_file_limit, trim_forever
 from devprov.registration.allocate import AllocationStage
@@ -53,17 +55,21 @@ from devprov.registration.provision import Provisioning
 from devprov.registration.service import RegistrationService, RegistrationSettings
 from devprov.server.activity_log import RegistrationLog
 from devprov.server.amqp_listener import AmqpTlsProtocol
+from devprov.server.amqp_session import AmqpLimits
 from devprov.server.app import build_app
 from devprov.server.console import Activity, Console
 from devprov.server.device_api import DeviceApi
 from devprov.server.dps_amqp import DpsAmqp
 from devprov.server.dps_mqtt import DpsMqtt
+from devprov.server.guard import Gate, GuardedProtocol, ResourceErrors
 from devprov.server.health import add_health_routes
+from devprov.server.http import HttpGuarded
 from devprov.server.hub_api import HubApi
 from devprov.server.hub_mqtt import HubMqtt
+from devprov.server.listen import serve
 from devprov.server.metrics import Gauges, Metrics, MetricsAccess, add_metrics_route
 from devprov.server.mqtt_listener import MqttTlsProtocol
-from devprov.server.mqtt_session import MqttApplication, OpenSessions
+from devprov.server.mqtt_session import MqttApplication, OpenSessions, SessionLimits
 from devprov.server.openapi import add_openapi_route
 from devprov.server.routing import Router
 from devprov.server.service_api import ServiceApi
@@ -79,14 +85,14 @@ from devprov.server.tls import (
 )
 from devprov.server.trust import ClientTrust
 from devprov.settings import Settings
+from devprov.store.audit import StoredAudit
 from devprov.store.database import Store
 from devprov.store.deployment import DeploymentIdentity, claim
 from devprov.store.directory import CachedDirectory
 from devprov.store.exchanges import StoredExchanges
 from devprov.store.hub_messages import StoredMessageLog
-from devprov.store.orphaned_operations import fail_orphaned
 from devprov.store.registrations import StoredChallenges, StoredOperations, StoredRegistrations
-from devprov.store.schema import head_revision, migrate
+from devprov.store.schema import compact, head_revision, migrate
 
 log = logging.getLogger(__name__)
 OPERATION_RETENTION_SECONDS = 24 * 3600
@@ -111,7 +117,9 @@ def prepare(settings: Settings) -> tuple[Instance, TlsFiles]:
         tls = TlsFiles(pair[0], pair[0], pair[1])
     else:
         tls = ensure_certificates(
-            settings.data_dir / "tls", server_names(instance.host, instance.names)
+            settings.data_dir / "tls",
+            server_names(instance.host, instance.names),
+            load_sealer(settings.data_dir),
         )
     return instance, tls
 
@@ -120,10 +128,11 @@ def join_deployment(data_dir: Path, instance: Instance) -> Instance:
     """One deployment, one identity: the id scope, service policies and TLS CA kept in the
     store win over the data dir's (the first node to start on a store puts its own there), so
     every node on a store is the same DPS to devices and service clients."""
-    ca_cert, ca_key = ensure_ca(data_dir / "tls")
+    sealer = load_sealer(data_dir)
+    ca_cert, ca_key = ensure_ca(data_dir / "tls", sealer)
     offered = DeploymentIdentity(instance.id_scope, tuple(instance.policies), ca_cert, ca_key)
-    shared = claim(instance.database, offered)
-    install_ca(data_dir / "tls", shared.ca_cert, shared.ca_key)
+    shared = claim(instance.database, offered, sealer)
+    install_ca(data_dir / "tls", shared.ca_cert, shared.ca_key, sealer)
     if shared.id_scope == instance.id_scope and list(shared.policies) == instance.policies:
         return instance
     log.info("took the deployment's identity from the store: id scope %s", shared.id_scope)
@@ -192,16 +201,28 @@ def registration_service(
     issuers: CredentialIssuers | None = None,
     fast_path_seconds: float = 1.5,
     observers: Iterable[Observer] = (),
+    admission: Settings | None = None,
 ) -> RegistrationService:
-    """The registration service and its stages over a store."""
+    """The registration service and its stages over a store (`admission`: the settings whose
+    caps and token lifetime apply; none when not given)."""
     directory = CachedDirectory(store)
     custom = CustomAllocator(webhooks, functions, exchanges)
     allocators = Allocators({**built_in_allocators(), "custom": custom})
     records = StoredRegistrations(store)
     observing = Observers(observers)
+    limits = (
+        {
+            "max_in_flight": admission.max_registrations_in_flight,
+            "max_in_flight_per_device": admission.max_registrations_in_flight_per_device,
+            "throttle_retry_after": admission.throttle_retry_after,
+        }
+        if admission
+        else {}
+    )
+    lifetime = admission.sas_max_lifetime if admission else DEFAULT_MAX_LIFETIME_SECONDS
     return RegistrationService(
-        RegistrationSettings(id_scope, fast_path_seconds=fast_path_seconds),
-        Attestation(id_scope, directory, StoredChallenges(store)),
+        RegistrationSettings(id_scope, fast_path_seconds=fast_path_seconds, **limits),
+        Attestation(id_scope, directory, StoredChallenges(store), lifetime),
         Provisioning(
             directory, AllocationStage(allocators), Placement(connectors), records, observing
         ),
@@ -224,6 +245,8 @@ class Devprov:
     metrics: Metrics
     stack: AsyncExitStack
     data_dir: Path
+    gates: dict[str, Gate]
+    """Each listener's gate (https, mqtt, amqp): its caps and the connections it holds."""
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     listeners: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -247,8 +270,13 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
     """Migrate the store, then build every part and listen."""
     instance, tls = await asyncio.to_thread(prepare, settings)
     async with AsyncExitStack() as stack:
-        store = Store.connect(instance.database)
+        sealer = load_sealer(settings.data_dir)
+        store = Store.connect(instance.database, sealer)
         stack.push_async_callback(store.close)
+        sealed = await store.seal_secrets()  # once: what an older devprov left in plaintext
+        if sealed:
+            await asyncio.to_thread(compact, instance.database)  # no plaintext in free pages
+            log.info("sealed the secrets of %d records under key %s", sealed, sealer.current_id)
         metrics, activity = Metrics(), Activity()
         watching: list[Observer] = [*observers, RegistrationLog()]
         exchanged: list[ExchangeObserver] = []
@@ -274,6 +302,8 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             await link_default_hub(store, factory, settings.default_hub)
         connectors = Connectors(factory)
         stack.push_async_callback(connectors.close)
+        issuers = IssuingCas(store, settings.data_dir, sealer)
+        await asyncio.to_thread(issuers.reseal_keys)  # keys an older devprov left plain
         registrations = registration_service(
             store,
             instance.id_scope,
@@ -283,9 +313,10 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             exchanges=ObservedExchanges(
                 StoredExchanges(store, settings.exchange_log_size), exchanged
             ),
-            issuers=IssuingCas(store, settings.data_dir),
+            issuers=issuers,
             fast_path_seconds=settings.fast_path_seconds,
             observers=watching,
+            admission=settings,
         )
         stack.push_async_callback(registrations.close)
         messages = StoredMessageLog(store, settings.hub_message_retention)
@@ -293,8 +324,10 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         stack.push_async_callback(messages.close)
         hubs = HubService(CachedDirectory(store), HubDevices(store), messages, presence)
         small_tls_buffers()
-        context = server_context(tls.cert, tls.key)
-        certificate = ServerCertificate(None if settings.tls_pair() else settings.data_dir / "tls")
+        context = server_context(tls.cert, tls.key, sealer)
+        certificate = ServerCertificate(
+            None if settings.tls_pair() else settings.data_dir / "tls", sealer
+        )
 
         async def cover_hub_names() -> None:
             certificate.cover(context, tls_names(instance, await hubs.hubs()))
@@ -321,8 +354,17 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         add_metrics_route(router, metrics, MetricsAccess(settings.metrics, settings.metrics_token))
         add_openapi_route(router)
         admin = Admin(store, factory.prepare)
-        ServiceApi(admin, instance.policy, known_hosts, hubs, after_write).add_routes(router)
-        HubApi(hubs).add_routes(router)
+        audit = StoredAudit(store, settings.audit_retention_days)
+
+        async def prune_audit() -> None:
+            await audit.prune()
+
+        await prune_audit()
+        stack.push_async_callback(_cancelled, asyncio.create_task(_every(3600.0, prune_audit)))
+        ServiceApi(
+            admin, instance.policy, known_hosts, hubs, after_write, audit, settings.sas_max_lifetime
+        ).add_routes(router)
+        HubApi(hubs, audit).add_routes(router)
         if settings.console:
             Console(
                 admin,
@@ -331,8 +373,11 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
                 id_scope=instance.id_scope,
                 connector_kinds=factory.kinds,
                 after_write=after_write,
+                audit=audit,
             ).add_routes(router)
         dps_amqp = DpsAmqp(registrations, settings.max_message_bytes)
+        mqtt_limits = SessionLimits(settings.mqtt_connect_timeout, settings.mqtt_max_keep_alive)
+        amqp_limits = AmqpLimits(settings.amqp_open_timeout, settings.amqp_idle_timeout)
         DeviceApi(
             registrations,
             settings.max_message_bytes,
@@ -340,40 +385,59 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             dps.max_packet_bytes,
             open_sessions,
             dps_amqp,
+            mqtt_limits,
+            amqp_limits,
         ).add_routes(router)
+        gates = {
+            name: Gate(name, settings.max_connections, settings.max_connections_per_address)
+            for name in ("https", "mqtt", "amqp")
+        }
+        loop = asyncio.get_running_loop()
+        if loop.get_exception_handler() is None:
+            loop.set_exception_handler(ResourceErrors())
         shared = settings.workers > 1  # several processes accept on the same ports
-        runner = web.AppRunner(build_app(router), access_log=None)
+        runner = web.AppRunner(
+            build_app(router, gates["https"], settings.http_body_timeout),
+            access_log=None,
+            keepalive_timeout=settings.http_keepalive_timeout,
+        )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         stack.callback(activity.feed.close)  # open live feeds end first, or cleanup waits
         metrics.watch(Gauges(_connections(runner, open_sessions), lambda: registrations.in_flight))
-        site = web.TCPSite(
-            runner,
-            host=instance.host,
-            port=instance.https_port,
-            ssl_context=context,
-            reuse_address=True,
-            reuse_port=shared,
-        )
-        await site.start()
-        mqtt_server = await asyncio.get_running_loop().create_server(
-            lambda: MqttTlsProtocol(applications, dps.max_packet_bytes, open_sessions),
-            host=instance.host,
-            port=instance.mqtt_port,
-            ssl=context,
-            reuse_address=True,
-            reuse_port=shared,
-        )
-        stack.callback(mqtt_server.close)
-        amqp_server = await asyncio.get_running_loop().create_server(
-            lambda: AmqpTlsProtocol(dps_amqp),
-            host=instance.host,
-            port=instance.amqp_port,
-            ssl=context,
-            reuse_address=True,
-            reuse_port=shared,
-        )
-        stack.callback(amqp_server.close)
+        handler_factory = runner.server
+        assert handler_factory is not None
+        listeners = [
+            (
+                instance.https_port,
+                lambda: HttpGuarded(
+                    gates["https"], handler_factory(), settings.http_header_timeout
+                ),
+            ),
+            (
+                instance.mqtt_port,
+                lambda: GuardedProtocol(
+                    gates["mqtt"],
+                    MqttTlsProtocol(applications, dps.max_packet_bytes, open_sessions, mqtt_limits),
+                ),
+            ),
+            (
+                instance.amqp_port,
+                lambda: GuardedProtocol(gates["amqp"], AmqpTlsProtocol(dps_amqp, amqp_limits)),
+            ),
+        ]
+        servers: list[asyncio.Server] = []
+        for port, factory_of in listeners:
+            for server in await serve(
+                factory_of,
+                instance.host,
+                port,
+                context,
+                handshake_timeout=settings.tls_handshake_timeout,
+                reuse_port=shared,
+            ):
+                stack.callback(server.close)
+                servers.append(server)
         log.info(
             "devprov serving id scope %s on https://%s:%d, mqtts://%s:%d and amqps://%s:%d",
             instance.id_scope,
@@ -386,9 +450,8 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         )
 
         async def close_listeners() -> None:
-            await site.stop()
-            mqtt_server.close()
-            amqp_server.close()
+            for server in servers:
+                server.close()
 
         return Devprov(
             instance,
@@ -399,6 +462,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             metrics,
             stack.pop_all(),
             settings.data_dir,
+            gates,
             draining,
             [close_listeners],
         )
@@ -444,28 +508,12 @@ async def prune_operations_forever(store: Store) -> None:
         await asyncio.sleep(3600)
 
 
-async def fail_orphaned_forever(store: Store, deadline: float) -> None:
-    """Fail the operations a stopped node left `assigning` (store/orphaned_operations.py),
-    looking a few times per deadline."""
-    while True:
-        await asyncio.sleep(min(30.0, deadline / 4))
-        try:
-            failed = await fail_orphaned(store, deadline)
-            if failed:
-                log.warning("failed %d operations a stopped node left assigning", failed)
-        except Exception:
-            log.exception("could not look for orphaned operations")
-
-
 async def serve_forever(settings: Settings) -> None:
     raise_file_limit()
     devprov = await start(settings)
     background = [
         asyncio.create_task(trim_forever()),
         asyncio.create_task(prune_operations_forever(devprov.store)),
-        asyncio.create_task(
-            fail_orphaned_forever(devprov.store, settings.operation_deadline_seconds)
-        ),
     ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -339,3 +339,87 @@ async def test_retries_stay_within_the_time_budget() -> None:
     assert exchanged.error is not None
     assert sum(attempt.seconds for attempt in exchanged.attempts) < 5
     assert len(exchanged.attempts) < 11
+
+
+async def test_a_redirect_loop_is_not_followed_but_reported_as_400207(
+    client: WebhookClient,
+) -> None:
+    async def loop_back(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        raise web.HTTPTemporaryRedirect(str(request.url))
+
+    async with raw_webhook(loop_back) as url:
+        with pytest.raises(AllocationError) as caught:
+            await client.allocate(url, request_body())
+    assert caught.value.error_code == 400207
+    assert "307" in caught.value.message
+
+
+async def test_a_10_mb_answer_is_400212_and_not_read_whole(client: WebhookClient) -> None:
+    sent = 0
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        nonlocal sent
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = 10 * 1024 * 1024
+        await response.prepare(request)
+        chunk = b" " * 65536
+        try:
+            for _ in range(160):
+                await response.write(chunk)
+                sent += len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
+
+    async with raw_webhook(huge) as url:
+        with pytest.raises(AllocationError) as caught:
+            await client.allocate(url, request_body())
+    assert caught.value.error_code == 400212
+    assert "more than 1 MB" in caught.value.message
+
+
+async def test_an_answer_that_breaks_off_mid_body_is_400212(client: WebhookClient) -> None:
+    async def broken(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = 1000
+        await response.prepare(request)
+        await response.write(b'{"iotHubHostName": "toast')
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
+    async with raw_webhook(broken) as url:
+        with pytest.raises(AllocationError) as caught:
+            await client.allocate(url, request_body())
+    assert caught.value.error_code == 400212
+    assert "broke off" in caught.value.message
+
+
+async def test_waiting_for_a_pooled_connection_does_not_eat_the_timeout() -> None:
+    """300 calls at once to a webhook answering in 1 s, under a 2.5 s time-out: each reaches
+    the webhook at once (a 100-connection pool made two thirds of them wait 1 and 2 s)."""
+    started = 0
+    seen = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        nonlocal started
+        body = await request.json()
+        started += 1
+        if started == 300:
+            seen.set()
+        await asyncio.sleep(1.0)
+        return web.json_response({"iotHubHostName": body["linkedHubs"][0]})
+
+    webhooks = WebhookClient(timeout_seconds=2.5)
+    try:
+        async with raw_webhook(slow) as url:
+            results = await asyncio.gather(
+                *(webhooks.exchange(url, request_body()) for _ in range(300))
+            )
+    finally:
+        await webhooks.close()
+    assert seen.is_set()
+    assert [r.error for r in results if r.error is not None] == []

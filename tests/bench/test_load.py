@@ -46,7 +46,7 @@ async def test_every_scenario_provisions_its_devices(devprov: Running, scenario:
 async def test_open_loop_arrivals_and_the_baseline(devprov: Running) -> None:
     https_port, mqtt_port, amqp_port = free_port(), free_port(), free_port()
     tls = devprov.devprov.tls
-    context = server_context(tls.cert, tls.key)
+    context = server_context(tls.cert, tls.key, devprov.devprov.store.sealer)  # the key is sealed
     server = asyncio.create_task(serve(context, "127.0.0.1", https_port, mqtt_port, amqp_port))
     await asyncio.sleep(0.2)
     try:

@@ -43,12 +43,14 @@ def test_rotate_list_and_remove(tmp_path: Path) -> None:
 
     devprov("credential-policy", "rotate", "line-2", "--data-dir", data)
     pem = devprov("credential-policy", "show", "line-2", "--pem", "--data-dir", data).stdout
-    listed = devprov("credential-policy", "list", "--data-dir", data).stdout
+    listed = json.loads(devprov("credential-policy", "list", "--json", "--data-dir", data).stdout)
+    table = devprov("credential-policy", "list", "--data-dir", data).stdout
     devprov("credential-policy", "remove", "line-2", "--data-dir", data)
     gone = devprov("credential-policy", "show", "line-2", "--data-dir", data, check=False)
 
     assert len(x509.load_pem_x509_certificates(pem.encode())) == 2  # the old CA stays trusted
-    assert "line-2: leaves valid 30 days" in listed
+    assert [(policy["name"], policy["validityDays"]) for policy in listed] == [("line-2", 30)]
+    assert len(listed[0]["issuingCas"]) == 2 and "line-2" in table
     assert gone.returncode == 1 and "no credential policy named 'line-2'" in gone.stderr
 
 

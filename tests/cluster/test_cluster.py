@@ -271,8 +271,8 @@ async def test_a_node_killed_mid_load_loses_no_device_and_leaves_nothing_assigni
     registrations); the victim is SIGKILLed while they are all `assigning`; the devices then
     behave as the SDKs do (poll after Retry-After; on a failed result or a broken connection,
     register again). Every one ends assigned once, with one hub identity, and no operation is
-    left `assigning`: what the dead node held is failed by a survivor (500001 here, 500101 once
-    the durability branch's sweep replaces store/orphaned_operations.py)."""
+    left `assigning`: what the dead node held is settled by a survivor's sweep once its claims
+    expire (answered with the record, or failed with 500101)."""
     cluster = linked.cluster
     victim = cluster.nodes[1]
     devices = [f"loaded-{number}" for number in range(30)]

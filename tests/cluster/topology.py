@@ -15,6 +15,7 @@ tests/cluster use `Cluster` directly), and `scripts/cluster up|down|status` make
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import signal
@@ -94,6 +95,15 @@ class Cluster:
     environment: dict[str, str] = field(default_factory=dict)
     """DEVPROV_* settings every node starts with (e.g. a short operation deadline)."""
 
+    def sealing_key(self) -> str:
+        """The one sealing key every node of the deployment is given (kept in the workdir, so
+        a node added later by another `scripts/cluster` call gets it too)."""
+        kept = self.workdir / "sealing.key"
+        if not kept.exists():
+            kept.write_text(base64.b64encode(os.urandom(32)).decode())
+            kept.chmod(0o600)
+        return kept.read_text().strip()
+
     @property
     def ca(self) -> Path:
         """The deployment's CA: every node's server certificate chains to it."""
@@ -135,7 +145,12 @@ class Cluster:
     def launch(self, node: Node, *flags: str) -> None:
         """`devprov serve` in the node's namespace, on its own address (not waited for)."""
         log = open(self.workdir / f"node{node.number}.log", "ab")  # noqa: SIM115 - the process keeps it
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1", **self.environment}
+        environment = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "DEVPROV_SECRET_KEY": self.sealing_key(),
+            **self.environment,
+        }
         node.process = subprocess.Popen(
             [
                 "ip", "netns", "exec", node.namespace, self.python, "-m", "devprov.cli",

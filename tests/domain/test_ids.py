@@ -63,3 +63,22 @@ def test_non_strings_are_refused() -> None:
 def test_id_key_ignores_case() -> None:
     assert id_key("Dev-A.B_C:1") == "dev-a.b_c:1"
     assert id_key("DEV-1") == id_key("dev-1")
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "\x01", "hub\n.example", "x\x7f", "x\x85", "\ud800"])
+def test_a_control_character_in_any_name_or_key_is_400004(value: str) -> None:
+    from devprov.domain.ids import check_name
+
+    with pytest.raises(DpsError) as refused:
+        check_name(value, "IoT hub host name")
+    assert (refused.value.status, refused.value.error_code) == (400, 400004)
+    assert "control character" in refused.value.message
+    with pytest.raises(DpsError):
+        id_key(value)
+
+
+def test_printable_names_pass_unchanged() -> None:
+    from devprov.domain.ids import check_name
+
+    assert check_name("hub-1.example.com") == "hub-1.example.com"
+    assert check_name("café ☕") == "café ☕"

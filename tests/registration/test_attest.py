@@ -7,6 +7,7 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devprov.attestation import sas
 from devprov.attestation.tpm import registration_id_for
 from devprov.domain.errors import DpsError
 from devprov.domain.keys import derive_device_key
@@ -57,6 +58,45 @@ async def test_a_group_attests_with_the_derived_key() -> None:
         SCOPE, "dev-9", token("dev-9", derive_device_key(KEY, "dev-9"))
     )
     assert attested.group_id == "fleet"
+
+
+def symmetric_group(group_id: str, key: str) -> EnrollmentGroup:
+    return EnrollmentGroup.model_validate(
+        {
+            "enrollmentGroupId": group_id,
+            "attestation": {
+                "type": "symmetricKey",
+                "symmetricKey": {"primaryKey": key, "secondaryKey": key},
+            },
+        }
+    )
+
+
+async def test_a_burst_from_one_group_tries_that_group_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = [base64.b64encode(bytes([n]) * 32).decode() for n in range(1, 6)]
+    groups = [symmetric_group(f"fleet-{n}", key) for n, key in enumerate(keys)]
+    attestation, _ = stage(MemoryDirectory(group_list=groups))
+    signed: list[bytes] = []
+    real_sign = sas.sign
+
+    def counted_sign(key: bytes, resource: str, expiry: int | str) -> bytes:
+        signed.append(key)
+        return real_sign(key, resource, expiry)
+
+    monkeypatch.setattr(sas, "sign", counted_sign)
+
+    async def attest(number: int) -> str | None:
+        device = f"dev-{number}"
+        proof = token(device, derive_device_key(keys[-1], device))
+        return (await attestation.attest(SCOPE, device, proof)).group_id
+
+    assert await attest(1) == "fleet-4"
+    first = len(signed)
+    signed.clear()
+    assert await attest(2) == "fleet-4"
+    assert len(signed) == 1 < first  # the last group's key, as sent: one HMAC
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import asyncio
 import json
 import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -37,8 +38,7 @@ from devprov.protocol.amqp_frames import (
     terminus,
 )
 from devprov.protocol.amqp_types import Described
-from devprov.server import amqp_session
-from tests.conftest import Running
+from tests.conftest import Running, start_devprov
 from tests.helpers import create_group
 from tests.protocol.amqp_peer import Frame, client_frame, split
 
@@ -320,13 +320,14 @@ async def test_without_sasl_or_certificate_links_are_refused(
     assert "No credentials" in detach.performative.error.description
 
 
-async def test_a_connection_not_opened_in_time_is_closed(
-    devprov: Running, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(amqp_session, "OPEN_TIMEOUT_SECONDS", 0.2)
-    device = await connect(devprov)
-    device.send(SASL_HEADER)
-    items = await device.until_closed()
+async def test_a_connection_not_opened_in_time_is_closed(database_url: str, tmp_path: Path) -> None:
+    running = await start_devprov(tmp_path / "data", database_url, amqp_open_timeout=0.2)
+    try:
+        device = await connect(running)
+        device.send(SASL_HEADER)
+        items = await device.until_closed()
+    finally:
+        await running.devprov.close()
     assert items[0] == SASL_HEADER  # the mechanisms, then nothing more: closed
     assert len(items) == 3 and isinstance(items[-1].performative, SaslOutcome)
 

@@ -28,7 +28,12 @@ from devprov.protocol.dps import DEFAULT_MAX_MESSAGE_BYTES
 from devprov.protocol.dps_mqtt import RESPONSE_FILTER
 from devprov.registration import RegistrationService, RegistrationSettings
 from devprov.server.dps_mqtt import PACKET_OVERHEAD_BYTES, DpsMqtt
-from devprov.server.mqtt_session import MAX_REQUESTS_IN_PROGRESS, MqttSession, Peer
+from devprov.server.mqtt_session import (
+    MAX_REQUESTS_IN_PROGRESS,
+    MqttSession,
+    Peer,
+    SessionLimits,
+)
 from devprov.store.database import Store
 from devprov.store.schema import migrate
 from devprov.wiring import connector_factory, registration_service
@@ -419,21 +424,16 @@ async def test_non_ascii_error_message_is_escaped(dps: Dps) -> None:
     assert "'café'" in response_json(response)["message"]
 
 
-async def test_non_ascii_registration_id_is_answered_in_ascii(dps: Dps) -> None:
+async def test_an_invalid_registration_id_is_refused_at_connect(dps: Dps) -> None:
+    """Not accepted and held open to be told later: CONNACK 2, and the connection closed."""
     device = dps.open()
     registration_id = "café"
     device.send(
         mqtt.Connect(registration_id, username(registration_id), b"SharedAccessSignature x")
     )
-    # An invalid id is not a 401, so the CONNECT is accepted and the request says what is wrong.
-    assert await device.received(1) == [mqtt.ConnAck(0)]
 
-    device.send(register("1", {}))
-
-    (response,) = await device.responses(1)
-    assert response.topic == "$dps/registrations/res/400/?$rid=1"
-    assert response.payload.isascii()
-    assert "café" in response_json(response)["message"]
+    assert await device.received(1) == [mqtt.ConnAck(mqtt.IDENTIFIER_REJECTED)]
+    await device.closed()
 
 
 async def test_non_ascii_hub_error_in_a_failed_registration(dps: Dps) -> None:
@@ -801,3 +801,29 @@ async def test_silent_client_is_closed_after_one_and_a_half_keep_alives(dps: Dps
     await device.closed()  # nothing sent: the session's own timer closes it
 
     assert device.session.connection.state is mqtt.State.CLOSED
+
+
+@pytest.mark.parametrize("asked", [0, 65535], ids=["none", "18-hours"])
+async def test_a_keep_alive_of_none_or_past_the_ceiling_gets_the_ceiling(
+    dps: Dps, asked: int
+) -> None:
+    key = await dps.enroll("dev-1")
+    wire = Wire()
+    session = MqttSession(
+        [DpsMqtt(dps.registrations, DEFAULT_MAX_MESSAGE_BYTES)],
+        wire.write,
+        wire.close,
+        limits=SessionLimits(max_keep_alive=1),
+    )
+    dps.sessions.append(session)
+    device = Device(session, wire)
+    device.send(connect("dev-1", key, keep_alive=asked))
+    assert await device.received(1) == [mqtt.ConnAck(0)]
+    assert session.limits.idle_timeout(asked) == 1.5
+
+    await device.closed()  # silent: closed after 1.5 x the ceiling
+
+
+def test_the_default_connect_deadline_is_the_documented_30_s() -> None:
+    assert SessionLimits().connect_timeout == 30.0  # docs/behaviour.md; the trickling test is
+    # in tests/server/test_slow_peers.py

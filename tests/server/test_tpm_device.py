@@ -144,3 +144,41 @@ async def test_unenrolled_or_other_ek_is_refused(devprov: Running) -> None:
     status, body, _ = await impostor.put(devprov)
     assert (status, body["errorCode"]) == (401, 401003)
     assert "not the one enrolled" in body["message"]
+
+
+async def test_asking_again_does_not_void_the_pending_challenge(devprov: Running) -> None:
+    """Whoever knows a TPM's public EK (and any SRK) may ask for a challenge: they get the
+    pending key again, wrapped for that EK, which only the TPM can open; the device's own
+    challenge stays good, and its hub key is wrapped for the SRK its signed register sent."""
+    device = Device()
+    await enroll(devprov, device)
+    _, mine, _ = await device.put(devprov)
+    key = device.open(mine["authenticationKey"])
+
+    stranger = Device()  # knows the device's EK; brings a storage key of its own
+    stranger.ek, stranger.registration_id = device.ek, device.registration_id
+    for asker in (stranger, device):
+        status, again, _ = await asker.put(devprov)
+        assert status == 401
+        assert again["keyName"] == "registration"
+    assert device.open(again["authenticationKey"]) == key  # the same key, rewrapped
+
+    status, body, _ = await device.put(devprov, device.token(devprov, key))
+
+    assert status == 200, body
+    state = body["registrationState"]
+    assert state["status"] == "assigned"
+    device.open(state["tpm"]["authenticationKey"])  # wrapped for the device's own SRK
+
+
+async def test_a_used_challenge_is_replaced_by_a_new_one(devprov: Running) -> None:
+    device = Device()
+    await enroll(devprov, device)
+    _, first, _ = await device.put(devprov)
+    key = device.open(first["authenticationKey"])
+    status, _, _ = await device.put(devprov, device.token(devprov, key))
+    assert status == 200
+
+    _, second, _ = await device.put(devprov)
+
+    assert device.open(second["authenticationKey"]) != key

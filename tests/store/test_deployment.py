@@ -5,16 +5,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from cryptography import x509
 from typer.testing import CliRunner
 
 from devprov.cli import app
+from devprov.domain.sealing import is_sealed, new_key
+from devprov.keyring import KEY_VARIABLE, encode_key, load_sealer
 from devprov.settings import Settings
 from devprov.store.connections import normalize_url
 from devprov.store.deployment import DeploymentIdentity, claim
 from devprov.store.tables import deployment
 from devprov.wiring import prepare
+
+
+@pytest.fixture(autouse=True)
+def one_sealing_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every node of a deployment is given the same sealing key (as deploying.md says)."""
+    monkeypatch.setenv(KEY_VARIABLE, encode_key(new_key()))
 
 
 def test_the_first_claim_wins_and_later_ones_read_it(database_url: str, tmp_path: Path) -> None:
@@ -32,6 +41,7 @@ def test_the_first_claim_wins_and_later_ones_read_it(database_url: str, tmp_path
     again = claim(
         database_url,
         DeploymentIdentity("0ne00000000", (), "not used", "not used"),
+        load_sealer(tmp_path / "a"),
     )
     assert again.id_scope == first.id_scope
 
@@ -56,13 +66,14 @@ def test_devprov_info_shows_the_same_identity_on_every_node(
     assert shown[0]["serviceConnectionString"] == shown[1]["serviceConnectionString"]
 
 
-def test_secrets_in_the_store_pass_through_the_sealing_functions(
-    database_url: str, tmp_path: Path
-) -> None:
+def test_the_keys_in_the_store_are_sealed(database_url: str, tmp_path: Path) -> None:
     instance, _ = prepare(Settings(data_dir=tmp_path / "a", db=database_url))
     engine = sa.create_engine(normalize_url(database_url))
     with engine.connect() as connection:
         document = connection.execute(sa.select(deployment.c.document)).scalar_one()
     engine.dispose()
-    assert document["caKey"].startswith("plain:")
-    assert document["policies"][0]["primaryKey"] == "plain:" + instance.policies[0].primary_key
+    assert is_sealed(document["caKey"])
+    assert "PRIVATE KEY" not in document["caKey"]
+    policy = document["policies"][0]
+    assert is_sealed(policy["primaryKey"])
+    assert instance.policies[0].primary_key not in json.dumps(document)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -21,6 +20,7 @@ from devprov.allocation.webhook import (
 )
 from devprov.domain.enrollments import IN_PROCESS_SCHEME, enrollment_id
 from devprov.domain.exchanges import Exchange, redact_url
+from devprov.domain.json_text import JsonRefused, parse_json
 from devprov.domain.models import IndividualEnrollment
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,8 @@ def _answer_document(raw: bytes | None) -> Any:
     if not raw:
         return None
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return parse_json(raw)
+    except JsonRefused:
         return {"text": raw[:4096].decode("utf-8", "replace")}
 
 

@@ -21,6 +21,7 @@ from devprov.domain.errors import (
     WEBHOOK_TIMEOUT,
     WEBHOOK_UNREACHABLE,
 )
+from devprov.domain.json_text import parse_json
 
 AllocatorFunction = Callable[[dict[str, Any]], Any]
 """Takes the AllocationRequest body (a dict); returns the AllocationResponse (a dict), directly
@@ -107,8 +108,8 @@ class InProcessAllocators:
                 f" {type(error).__name__}: {error}",
             ) from None
         try:
-            return json.loads(json.dumps(answer))
-        except (TypeError, ValueError) as error:
+            return parse_json(json.dumps(answer))
+        except (TypeError, ValueError, RecursionError) as error:
             raise AllocationError(
                 400,
                 WEBHOOK_BAD_RESPONSE,

@@ -22,6 +22,7 @@ from devprov.domain.errors import (
     WEBHOOK_TIMEOUT,
     WEBHOOK_UNREACHABLE,
 )
+from devprov.domain.json_text import JsonRefused, parse_json
 from devprov.domain.models import IndividualEnrollment
 from devprov.protocol.signature import HEADER, signature_header
 
@@ -100,8 +101,11 @@ class WebhookClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            # No pool cap: a call waiting for a pooled connection would spend its time-out
+            # waiting (300 devices at once behind a 100-connection pool failed a third of
+            # them). Registrations in flight are capped upstream (max_registrations_in_flight).
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
                 json_serialize=json.dumps,
             )
         return self._session
@@ -158,7 +162,7 @@ class WebhookClient:
             try:
                 timeout = aiohttp.ClientTimeout(total=max(0.001, deadline - started))
                 async with self._client().post(
-                    url, data=raw_body, headers=headers, timeout=timeout
+                    url, data=raw_body, headers=headers, timeout=timeout, allow_redirects=False
                 ) as response:
                     status = response.status
                     raw = await read_limited(response.content, MAX_RESPONSE_BYTES)
@@ -171,7 +175,13 @@ class WebhookClient:
                 ) from None
             except (aiohttp.ClientError, OSError, ValueError) as exc:
                 reason = str(exc) or type(exc).__name__
-                attempts.append(Attempt(None, reason, loop.time() - started))
+                attempts.append(Attempt(status, reason, loop.time() - started))
+                if status is not None:  # it answered, then broke off mid-body
+                    raise AllocationError(
+                        400,
+                        WEBHOOK_BAD_RESPONSE,
+                        f"Custom allocation webhook's answer broke off: {reason}.",
+                    ) from None
                 # Only a request that never reached the webhook is sure not to have acted.
                 connect_failed = isinstance(exc, aiohttp.ClientConnectorError)
                 if not connect_failed or not await _backoff(attempt, self.retries, deadline):
@@ -208,12 +218,12 @@ def parse_answer(raw: bytes | None, linked_hubs: list[str]) -> WebhookAnswer:
             400, WEBHOOK_BAD_RESPONSE, "Custom allocation webhook answered with more than 1 MB."
         )
     try:
-        answer = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        answer = parse_json(raw)
+    except JsonRefused as refused:
         raise AllocationError(
             400,
             WEBHOOK_BAD_RESPONSE,
-            "Custom allocation webhook answered with a body that is not JSON: "
+            f"Custom allocation webhook answered with a body that is not JSON ({refused}): "
             + raw[:80].decode("utf-8", "replace"),
         ) from None
     return check_answer(answer, linked_hubs)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from devprov.attestation.attested import Attested, require_enabled
-from devprov.attestation.sas import check_expiry, parse_sas, signature_matches
+from devprov.attestation.sas import (
+    DEFAULT_MAX_LIFETIME_SECONDS,
+    check_expiry,
+    parse_sas,
+    signature_matches,
+)
 from devprov.domain.errors import unauthorized
 from devprov.domain.keys import decode_key, derive_device_key
 from devprov.domain.models import EnrollmentFields, EnrollmentGroup, IndividualEnrollment
@@ -19,6 +24,7 @@ def attest_symmetric_key(
     registration_id: str,
     individual: IndividualEnrollment | None,
     groups: list[EnrollmentGroup],
+    max_lifetime: float = DEFAULT_MAX_LIFETIME_SECONDS,
 ) -> Attested:
     """Check the token against the device's individual enrollment, or else each symmetric-key group.
 
@@ -44,7 +50,7 @@ def attest_symmetric_key(
                 f"The SharedAccessSignature for {registration_id!r} is not signed with the"
                 " enrollment's key."
             )
-        check_expiry(token)
+        check_expiry(token, max_lifetime=max_lifetime)
         return require_enabled(_attested(registration_id, individual, keys))
     for group in groups:
         group_keys = _enrollment_keys(group)
@@ -55,7 +61,7 @@ def attest_symmetric_key(
             derive_device_key(group_keys[1], registration_id),
         )
         if signature_matches(token, [decode_key(key) for key in device_keys]):
-            check_expiry(token)
+            check_expiry(token, max_lifetime=max_lifetime)
             return require_enabled(_attested(registration_id, group, device_keys))
     raise unauthorized(
         f"No enrollment matches registration id {registration_id!r} and the key that signed"

@@ -3,7 +3,8 @@
 The official clients disagree on how they encode the signed resource (`sr`): Node signs it raw,
 the Python SDK percent-encodes it with upper-case hex, the C SDK with lower-case hex. DPS accepts
 them all, so devprov computes the HMAC over `sr` exactly as it appears in the token, plus the
-canonical encodings of its decoded form, and compares each in constant time.
+canonical encodings of its decoded form (only when the form as sent matches no key), and
+compares each in constant time.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus, unquote
 
-from devprov.domain.errors import TOKEN_EXPIRED, DpsError, unauthorized
+from devprov.domain.errors import TOKEN_EXPIRED, TOKEN_TOO_LONG, DpsError, unauthorized
 
 _PREFIX = "sharedaccesssignature "
+DEFAULT_MAX_LIFETIME_SECONDS = 365 * 24 * 3600.0
+"""How far in the future a token's expiry may be (the `sas_max_lifetime` setting's default)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,10 @@ def parse_sas(header: str | None) -> SasToken:
     """Parse `SharedAccessSignature sr=..&sig=..&se=..[&skn=..]`, fields in any order."""
     if not header or not header.lower().startswith(_PREFIX):
         raise unauthorized("A SharedAccessSignature authorization is required.")
+    try:
+        header.encode()
+    except UnicodeEncodeError:  # aiohttp hands on header bytes that are not UTF-8 as surrogates
+        raise unauthorized("The SharedAccessSignature is malformed: it is not UTF-8.") from None
     fields: dict[str, str] = {}
     for pair in header[len(_PREFIX) :].strip().split("&"):
         name, sep, value = pair.partition("=")
@@ -77,17 +84,40 @@ def _signed_forms(token: SasToken) -> list[str]:
 
 
 def signature_matches(token: SasToken, keys: list[bytes]) -> bool:
-    """True when any key signed any accepted encoding of the resource; every comparison is made."""
-    matched = False
-    for key in keys:
-        for form in _signed_forms(token):
-            matched |= hmac.compare_digest(sign(key, form, token.expiry_as_sent), token.signature)
-    return matched
+    """True when any key signed the resource as sent or another accepted encoding of it.
+
+    The form as sent, which is what every official client signs, is tried first with each
+    key; the other encodings only when it matches none. Comparisons are constant-time; which
+    key or encoding matched is no secret."""
+    if _signed_by_any(token, keys, token.resource_as_sent):
+        return True
+    return any(_signed_by_any(token, keys, form) for form in _signed_forms(token)[1:])
 
 
-def check_expiry(token: SasToken, now: float | None = None) -> None:
-    if token.expiry <= (time.time() if now is None else now):
+def _signed_by_any(token: SasToken, keys: list[bytes], form: str) -> bool:
+    return any(
+        hmac.compare_digest(sign(key, form, token.expiry_as_sent), token.signature) for key in keys
+    )
+
+
+def check_expiry(
+    token: SasToken,
+    now: float | None = None,
+    max_lifetime: float = DEFAULT_MAX_LIFETIME_SECONDS,
+) -> None:
+    """Refuse an expired token, and one whose expiry is more than `max_lifetime` seconds away
+    (a token that never really expires cannot be revoked by waiting)."""
+    current = time.time() if now is None else now
+    if token.expiry <= current:
         raise DpsError(401, TOKEN_EXPIRED, "The SharedAccessSignature has expired.")
+    if token.expiry - current > max_lifetime:
+        raise DpsError(
+            401,
+            TOKEN_TOO_LONG,
+            f"The SharedAccessSignature expires {token.expiry - current:.0f} s from now; this"
+            f" server accepts at most {max_lifetime:.0f} s (sas_max_lifetime): sign a token"
+            " with a nearer expiry (se).",
+        )
 
 
 def build_sas(

@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from devprov.attestation.attested import Attested, require_enabled
-from devprov.attestation.sas import check_expiry, parse_sas, signature_matches
+from devprov.attestation.sas import (
+    DEFAULT_MAX_LIFETIME_SECONDS,
+    check_expiry,
+    parse_sas,
+    signature_matches,
+)
 from devprov.attestation.tpm import TpmError, TpmPublic, activation_blob, parse_public, same_key
 from devprov.domain.errors import (
     ENROLLMENT_DISABLED,
@@ -31,6 +36,9 @@ from devprov.domain.errors import (
 from devprov.domain.models import IndividualEnrollment
 
 KEY_NAME = "registration"
+CHALLENGE_LIFETIME_SECONDS = 3600.0
+"""A challenge stays the device's until used or this old: asking again meanwhile gets the same
+key (wrapped anew), so whoever knows a TPM's public keys cannot void its pending challenge."""
 CHALLENGE_MESSAGE = "Authorization required, resend request using supplied key"
 
 
@@ -87,10 +95,24 @@ def enrolled_tpm(registration_id: str, individual: IndividualEnrollment | None) 
     return base64.b64decode(tpm.endorsement_key)
 
 
+def pending_key(pending: dict[str, Any] | None, now: float | None = None) -> bytes | None:
+    """The key of a challenge still outstanding (unused and not too old), if there is one."""
+    if pending is None or pending.get("used"):
+        return None
+    issued = float(pending.get("issued", 0))
+    if (time.time() if now is None else now) - issued >= CHALLENGE_LIFETIME_SECONDS:
+        return None
+    return base64.b64decode(pending["key"])
+
+
 def challenge(
-    registration_id: str, individual: IndividualEnrollment | None, keys: TpmKeys
-) -> tuple[dict[str, Any], TpmChallenge]:
-    """Check the EK is the enrolled one; answer the record to remember and the challenge.
+    registration_id: str,
+    individual: IndividualEnrollment | None,
+    keys: TpmKeys,
+    pending: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any] | None, TpmChallenge]:
+    """Check the EK is the enrolled one; answer the record to remember (None: keep `pending`,
+    which is still outstanding, and send its key again) and the challenge.
 
     A refusal is a 401 with errorCode 401003 and its reason. (The Node TPM client reads any
     answer to its first register as a challenge and reports a malformed blob instead of the
@@ -108,6 +130,9 @@ def challenge(
     if individual is not None and not individual.enabled:
         raise DpsError(403, ENROLLMENT_DISABLED, f"The enrollment {registration_id!r} is disabled.")
     ek, srk = keys.parsed()
+    outstanding = pending_key(pending)
+    if outstanding is not None:
+        return None, TpmChallenge(activation_blob(ek, srk, outstanding))
     key = secrets.token_bytes(32)
     record = {
         "key": base64.b64encode(key).decode(),
@@ -132,6 +157,8 @@ def attest_tpm_token(
     record: dict[str, Any] | None,
     *,
     registering: bool,
+    max_lifetime: float = DEFAULT_MAX_LIFETIME_SECONDS,
+    storage_root_key: bytes | None = None,
 ) -> Attested:
     """Check a SAS token signed inside the TPM with the challenge key.
 
@@ -145,11 +172,11 @@ def attest_tpm_token(
         )
     if not signature_matches(token, [base64.b64decode(record["key"])]):
         raise unauthorized(f"The TPM-signed token for {registration_id!r} is not valid.")
-    check_expiry(token)
+    check_expiry(token, max_lifetime=max_lifetime)
     if registering and record.get("used"):
         raise challenge_already_used(registration_id)
     ek_bytes = enrolled_tpm(registration_id, individual)
-    srk_bytes = base64.b64decode(record["storageRootKey"])
+    srk_bytes = storage_root_key or base64.b64decode(record["storageRootKey"])
     keys = TpmKeys(ek_bytes, srk_bytes)
     hub_key, secondary = secrets.token_bytes(32), secrets.token_bytes(32)
     result: dict[str, Any] = {}

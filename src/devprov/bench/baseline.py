@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ssl
+from pathlib import Path
 
+from devprov.keyring import load_sealer
 from devprov.protocol import amqp, mqtt
 from devprov.protocol.amqp_frames import Message, accepted
 from devprov.server.tls import server_context
@@ -126,7 +128,10 @@ def main() -> None:
     parser.add_argument("--mqtt-port", type=int, required=True)
     parser.add_argument("--amqp-port", type=int, default=0)
     arguments = parser.parse_args()
-    context = server_context(arguments.cert, arguments.key)
+    key = Path(arguments.key)  # a devprov data dir's DIR/tls/server-key.pem is sealed
+    sealed = b"ENCRYPTED" in key.read_bytes()[:64]
+    sealer = load_sealer(key.parent.parent, create=False) if sealed else None
+    context = server_context(Path(arguments.cert), key, sealer)
     asyncio.run(
         serve(
             context, arguments.host, arguments.https_port, arguments.mqtt_port, arguments.amqp_port

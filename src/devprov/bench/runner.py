@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -31,13 +28,18 @@ from devprov.bench.fleet import Fleet
 from devprov.bench.hub import HubResult, run_hub_fleet
 from devprov.bench.idle import IdleResult, hold_idle
 from devprov.bench.load import Samples, Target, run_scenario
+from devprov.bench.processes import (
+    child_process,
+    cpu_seconds,
+    free_port,
+    process_tree,
+    rss_mb,
+)
 from devprov.bench.seed import seed
 from devprov.bench.wire import client_context
 from devprov.client.service import ServiceClient
 from devprov.instance import ensure_instance
 from devprov.process import raise_file_limit
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -84,79 +86,6 @@ class ScenarioResult:
     ratio_to_builtin: float | None = None  # registrations/s / the built-in hub's, same scenario
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and every process below it (the workers of `serve --workers`)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents.setdefault(int(fields[1]), []).append(int(entry.name))
-    tree, frontier = [root], [root]
-    while frontier:
-        frontier = [child for pid in frontier for child in parents.get(pid, [])]
-        tree += frontier
-    return tree
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / CLOCK_TICKS
-
-
-def rss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
-@contextmanager
-def _process(arguments: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for_port(port, process)
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 @contextmanager
 def devprov_server(config: BenchConfig) -> Iterator[tuple[dict[str, Any], int | None]]:
     """A running devprov: the one in --data-dir, or one started here. Yields its `info` and
@@ -194,7 +123,7 @@ def devprov_server(config: BenchConfig) -> Iterator[tuple[dict[str, Any], int | 
             arguments += ["--db", config.database]
         if "allocator" in config.allocations:
             arguments += ["--allocator", f"{ALLOCATOR_NAME}={ALLOCATOR_SPEC}"]
-        with _process(arguments, https_port) as process:
+        with child_process(arguments, https_port) as process:
             info = subprocess.run(
                 [python, "-m", "devprov.cli", "info", "--data-dir", str(data_dir), "--json"],
                 capture_output=True, text=True, check=True,
@@ -253,11 +182,8 @@ def run_benchmark(
         allocations = ["webhook"] if allocations == ["hashed"] else [*allocations, "webhook"]
     with devprov_server(config) as (info, pid):
         webhook_port = free_port()
-        webhook = (
-            _process([sys.executable, "-m", "devprov.bench.webhook", "--port", str(webhook_port)],
-                     webhook_port)
-            if "webhook" in allocations else None
-        )  # fmt: skip
+        command = [sys.executable, "-m", "devprov.bench.webhook", "--port", str(webhook_port)]
+        webhook = child_process(command, webhook_port) if "webhook" in allocations else None
         with webhook or _nothing():
             url = f"http://127.0.0.1:{webhook_port}/allocate"
             fleets = {
@@ -344,7 +270,7 @@ def _run_baseline(
         "--key", str(tls / "server-key.pem"), "--https-port", str(https_port),
         "--mqtt-port", str(mqtt_port), "--amqp-port", str(amqp_port),
     ]  # fmt: skip
-    with _process(arguments, https_port):
+    with child_process(arguments, https_port):
         target = Target(
             "127.0.0.1",
             https_port,

@@ -12,14 +12,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from devprov.bench.scenarios import ALLOCATIONS, SCENARIOS
-from devprov.cli.common import DataDir, JsonFlag, console, err_console, instance_of
-from devprov.settings import DEFAULT_DATA_DIR
+from devprov.cli.common import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    JsonFlag,
+    console,
+    err_console,
+    instance_of,
+)
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from devprov.bench.runner import ScenarioResult
 
 
@@ -107,6 +113,14 @@ def bench(
         connection_string=connection_string,
         connector_hub=hub,
     )
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     with Progress(
         TextColumn("{task.description:<30}"),
         BarColumn(),
@@ -135,6 +149,8 @@ def bench(
 
 
 def _table(results: list[ScenarioResult]) -> Table:
+    from rich.table import Table
+
     table = Table(title="devprov bench")
     for column in (
         "scenario", "allocation", "registrations/s", "p50 ms", "p95 ms", "p99 ms", "errors",
@@ -173,6 +189,14 @@ def bench_seed(
     from devprov.bench.seed import seed
 
     database = instance_of(data_dir).database
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     with Progress(
         TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=err_console,
@@ -233,3 +257,46 @@ def bench_hub(
         return
     for name, value in figures.items():
         console.print(f"{name}: {value}")
+
+
+def bench_slowloris(
+    attack: Annotated[
+        list[str] | None,
+        typer.Option(help="https-head, https-body, https-idle or mqtt-connect (repeatable; all)."),
+    ] = None,
+    connections: Annotated[int, typer.Option(help="Slow peers for each attack.")] = 1000,
+    seconds: Annotated[float, typer.Option(help="How long each attack goes on.")] = 100.0,
+    gap: Annotated[float, typer.Option(help="Seconds between a trickler's bytes.")] = 1.0,
+) -> None:
+    """Slow and idle peers against a devprov started here (with the DEVPROV_* settings of the
+    environment): how many it held and closed, and whether a fresh client still got in."""
+    import asyncio
+
+    from devprov.bench.load import Target
+    from devprov.bench.runner import BenchConfig, devprov_server
+    from devprov.bench.slowloris import ATTACKS, slowloris
+    from devprov.bench.wire import client_context
+    from devprov.process import raise_file_limit
+
+    chosen = [a for a in ATTACKS if not attack or a in attack]
+    raise_file_limit()
+    table = Table("attack", "peers", "opened", "closed by server", "held", "fresh client", "s")
+    with devprov_server(BenchConfig(scenarios=[])) as (info, _pid):
+        target = Target(
+            "127.0.0.1",
+            info["httpsPort"],
+            info["mqttPort"],
+            client_context(info["caCertificatePath"]),
+        )
+        for name in chosen:
+            result = asyncio.run(slowloris(target, name, connections, seconds, gap))
+            table.add_row(
+                name,
+                str(connections),
+                str(result.opened),
+                str(result.closed_by_server),
+                str(result.held),
+                "answered" if result.probe_ok else "NOT answered",
+                f"{result.seconds:.0f}",
+            )
+    console.print(table)

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from devprov.cli.common import DataDir, JsonFlag, console, fail, print_json, with_admin, with_store
-from devprov.settings import DEFAULT_DATA_DIR
-from devprov.store.database import Store
+from devprov.cli.common import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    JsonFlag,
+    console,
+    fail,
+    print_json,
+    print_listing,
+    report,
+    with_admin,
+    with_store,
+)
+from devprov.cli.records import check_host_name
+
+if TYPE_CHECKING:
+    from devprov.admin import Admin
+    from devprov.store.database import Store
 
 hub_app = typer.Typer(
+    rich_markup_mode=None,
     help="Linked IoT hubs, the devices provisioned to them, and what built-in hubs received.",
     no_args_is_help=True,
 )
@@ -43,8 +57,10 @@ def hub_add(
         bool, typer.Option(help="Whether allocation may pick it for enrollments that name no hubs.")
     ] = True,
     location: Annotated[str | None, typer.Option(help="Where the hub is.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Link an IoT hub (works while `serve` runs; the next registration sees it)."""
+    check_host_name(host_name)
     body = {
         "connector": connector,
         "connectionString": connection_string,
@@ -52,13 +68,54 @@ def hub_add(
         "applyAllocationPolicy": apply_allocation_policy,
         "location": location,
     }
-    print_json(with_admin(data_dir, lambda admin: admin.put_linked_hub(host_name, body)))
+    print_json(with_admin(data_dir, lambda admin: admin.put_linked_hub(host_name, body)), as_json)
+
+
+@hub_app.command("update")
+def hub_update(
+    host_name: str,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    weight: Annotated[int | None, typer.Option(help="allocationWeight, 1-1000.")] = None,
+    apply_allocation_policy: Annotated[
+        bool | None,
+        typer.Option(help="Whether allocation may pick it for enrollments that name no hubs."),
+    ] = None,
+    location: Annotated[str | None, typer.Option(help="Where the hub is.")] = None,
+    connection_string: Annotated[
+        str | None, typer.Option(help="A new connection string for its connector.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change only what is given of a linked hub (its connector and the rest stay)."""
+    changes = {
+        "allocationWeight": weight,
+        "applyAllocationPolicy": apply_allocation_policy,
+        "location": location,
+        "connectionString": connection_string,
+    }
+
+    async def work(admin: Admin) -> dict[str, Any]:
+        hub = await admin.get_linked_hub(host_name)  # without its connection string: kept
+        hub.update({name: value for name, value in changes.items() if value is not None})
+        return await admin.put_linked_hub(host_name, hub)
+
+    print_json(with_admin(data_dir, work), as_json)
 
 
 @hub_app.command("list")
-def hub_list(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """List linked hubs."""
-    print_json(with_admin(data_dir, lambda admin: admin.list_linked_hubs()))
+def hub_list(data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False) -> None:
+    """List linked hubs (a table; --json: a JSON array)."""
+    print_listing(
+        with_admin(data_dir, lambda admin: admin.list_linked_hubs()),
+        as_json,
+        [
+            ("hub", lambda hub: hub["hostName"]),
+            ("connector", lambda hub: hub.get("connector", "builtin")),
+            ("weight", lambda hub: hub.get("allocationWeight", 1)),
+            ("allocation applies", lambda hub: hub.get("applyAllocationPolicy", True)),
+            ("location", lambda hub: hub.get("location")),
+        ],
+    )
 
 
 @hub_app.command("show")
@@ -120,15 +177,19 @@ def hub_check(
 
 
 @hub_app.command("remove")
-def hub_remove(host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def hub_remove(
+    host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False
+) -> None:
     """Unlink an IoT hub."""
     with_admin(data_dir, lambda admin: admin.delete_linked_hub(host_name))
-    console.print(f"unlinked {host_name}")
+    report(as_json, f"unlinked {host_name}", {"removed": host_name})
 
 
 @hub_app.command("devices")
-def hub_devices(host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """The device identities on a built-in hub, as DPS wrote them."""
+def hub_devices(
+    host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR, as_json: JsonFlag = False
+) -> None:
+    """The device identities on a built-in hub, as DPS wrote them (--json: a JSON array)."""
 
     async def read(store: Store) -> list[dict[str, Any]]:
         from devprov.domain.hub_identities import provisioned_view
@@ -137,7 +198,15 @@ def hub_devices(host_name: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
         devices = await HubDevices(store).list(host_name)
         return [provisioned_view(device, host_name) for device in devices]
 
-    print_json(with_store(data_dir, read))
+    print_listing(
+        with_store(data_dir, read),
+        as_json,
+        [
+            ("device id", lambda device: device.get("deviceId")),
+            ("status", lambda device: device.get("status")),
+            ("authentication", lambda device: (device.get("authentication") or {}).get("type")),
+        ],
+    )
 
 
 @hub_app.command("messages")
@@ -149,6 +218,8 @@ def hub_messages(
     as_json: JsonFlag = False,
 ) -> None:
     """Device-to-cloud messages a built-in hub received, oldest first."""
+    import asyncio
+
     from devprov.store.hub_messages import read_messages
 
     async def watch(store: Store) -> None:

@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from devprov.cli.common import DataDir, JsonFlag, console, fail, print_json, with_store
-from devprov.domain.exchanges import Exchange
-from devprov.settings import DEFAULT_DATA_DIR, Settings
+from devprov.cli.common import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    JsonFlag,
+    console,
+    fail,
+    print_json,
+    with_store,
+)
+
+if TYPE_CHECKING:
+    from devprov.domain.exchanges import Exchange
+    from devprov.settings import Settings
 
 webhook_app = typer.Typer(
+    rich_markup_mode=None,
     help="Custom allocation exchanges: list them, replay one, serve a function as a webhook.",
     no_args_is_help=True,
 )
 
 
 def _outcome(exchange: Exchange | dict[str, Any]) -> str:
-    document = exchange.to_document() if isinstance(exchange, Exchange) else exchange
+    document = exchange if isinstance(exchange, dict) else exchange.to_document()
     error = document.get("error")
     status = document.get("status")
     if error:
@@ -68,6 +77,8 @@ def log(
     if as_json:
         print(json.dumps([exchange.to_document() for exchange in exchanges], indent=2))
         return
+    from rich.table import Table
+
     table = Table(title=f"{len(exchanges)} exchanges")
     for column in ("id", "time (UTC)", "registration", "enrollment", "target", "outcome", "ms"):
         table.add_column(column, justify="right" if column == "ms" else "left")
@@ -88,9 +99,12 @@ async def _replay(
     request: dict[str, Any], to: str, settings: Settings, secret: str | None
 ) -> dict[str, Any]:
     """Send `request` to a URL or a function; what came back, shaped like a recorded exchange."""
+    import asyncio
+
     from devprov.allocation.functions import InProcessAllocators, load_function
     from devprov.allocation.policies import AllocationError
     from devprov.allocation.webhook import WebhookClient, check_answer
+    from devprov.domain.json_text import JsonRefused, parse_json
 
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -103,8 +117,8 @@ async def _replay(
         answer: Any = None
         if exchanged.raw:
             try:
-                answer = json.loads(exchanged.raw)
-            except ValueError:
+                answer = parse_json(exchanged.raw)
+            except JsonRefused:
                 answer = {"text": exchanged.raw[:4096].decode("utf-8", "replace")}
         error = exchanged.error
         status = exchanged.status
@@ -166,11 +180,17 @@ def replay(
     recorded = with_store(data_dir, read)
     if recorded is None:
         raise fail(f"no exchange {exchange_id!r}: `devprov webhook log` lists them")
+    from devprov.settings import Settings
+
     settings = Settings.load(config, data_dir=data_dir)
+    import asyncio
+
     replayed = asyncio.run(_replay(recorded.request, to, settings, secret))
     if as_json:
         print_json({"recorded": recorded.to_document(), "replayed": replayed})
         return
+    from rich.table import Table
+
     table = Table(title=f"exchange {recorded.id} ({recorded.registration_id})")
     table.add_column("")
     table.add_column("recorded")

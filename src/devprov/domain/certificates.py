@@ -7,6 +7,7 @@ import binascii
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
@@ -20,13 +21,31 @@ def load_certificate(text: str) -> x509.Certificate:
     enrollments."""
     try:
         if "-----BEGIN" in text:
-            return x509.load_pem_x509_certificate(text.encode())
-        raw = base64.b64decode("".join(text.split()), validate=True)
-        if raw.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(raw)
-        return x509.load_der_x509_certificate(raw)
-    except (ValueError, binascii.Error):
+            certificate = x509.load_pem_x509_certificate(text.encode())
+        else:
+            raw = base64.b64decode("".join(text.split()), validate=True)
+            if raw.lstrip().startswith(b"-----BEGIN"):
+                certificate = x509.load_pem_x509_certificate(raw)
+            else:
+                certificate = x509.load_der_x509_certificate(raw)
+    except (ValueError, binascii.Error, UnicodeEncodeError, x509.InvalidVersion):
         raise bad_request("The certificate is neither PEM, base64 DER nor base64 PEM.") from None
+    try:
+        _read_every_field(certificate)
+    except (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm) as error:
+        raise bad_request(f"The certificate cannot be read: {error}") from None
+    return certificate
+
+
+def _read_every_field(certificate: x509.Certificate) -> None:
+    """cryptography parses a certificate's fields only when asked: ask for each now, so a
+    malformed one is refused here and not found later, mid-request (tests/fuzz: x509_input)."""
+    certificate.subject.rfc4514_string()
+    certificate.issuer.rfc4514_string()
+    _ = certificate.version, certificate.serial_number, certificate.signature_hash_algorithm
+    _ = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    _ = list(certificate.extensions)
+    certificate.public_key()
 
 
 def to_pem(cert: x509.Certificate) -> str:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -144,15 +145,22 @@ def parse_csr(text: Any, registration_id: str) -> x509.CertificateSigningRequest
             csr = x509.load_pem_x509_csr(text.encode())
         else:
             csr = x509.load_der_x509_csr(base64.b64decode(text, validate=True))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, UnicodeEncodeError, x509.InvalidVersion):
         raise DpsError(
             400, CSR_INVALID, "csr is not a base64 DER PKCS#10 certificate signing request."
         ) from None
-    if not csr.is_signature_valid:
+    try:
+        signature_valid = csr.is_signature_valid
+    except (ValueError, UnsupportedAlgorithm):  # a key cryptography cannot load (tests/fuzz)
+        signature_valid = False
+    if not signature_valid:
         raise DpsError(
             400, CSR_INVALID, "The csr's signature does not verify with the key it carries."
         )
-    names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    try:  # parsed only when asked (tests/fuzz: x509_input)
+        names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except (ValueError, TypeError) as error:
+        raise DpsError(400, CSR_INVALID, f"The csr's subject cannot be read: {error}") from None
     name = names[0].value if len(names) == 1 else None
     if not isinstance(name, str) or name.lower() != registration_id.lower():
         raise DpsError(

@@ -33,6 +33,7 @@ HUB_CONNECTOR_FAILED = 400213
 # Authentication and authorization.
 UNAUTHORIZED = 401000
 TOKEN_EXPIRED = 401001
+TOKEN_TOO_LONG = 401004
 INVALID_CERTIFICATE = 401002
 TPM_NOT_ENROLLED = 401003
 ENROLLMENT_DISABLED = 403001
@@ -50,10 +51,11 @@ ROUTE_NOT_FOUND = 404000
 METHOD_NOT_ALLOWED = 405000
 ALREADY_EXISTS = 409201
 ETAG_MISMATCH = 412001
+REQUEST_TIMEOUT = 408001
 MESSAGE_TOO_LARGE = 413001
 UNSUPPORTED_MEDIA_TYPE = 415001
+THROTTLED = 429001
 INTERNAL_ERROR = 500000
-ORPHANED_OPERATION = 500001  # the node running a registration stopped before it ended
 
 
 @dataclass
@@ -64,6 +66,8 @@ class DpsError(Exception):
     error_code: int
     message: str
     info: dict[str, Any] | None = field(default=None)
+    retry_after: int | None = field(default=None)
+    """Seconds the client should wait before trying again (429: throttled)."""
 
     def __str__(self) -> str:
         return f"{self.error_code}: {self.message}"

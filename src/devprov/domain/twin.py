@@ -10,6 +10,8 @@ A twin is a plain JSON document, so a store can keep it as it is:
 Every function here returns a new document and never changes the one it is given, so a write
 that is refused leaves the stored twin exactly as it was. Sources: iothub-device-mqtt.md §3.2-3.3
 (DOC-TWIN, twin shapes and limits) and iothub-registry-rest.md §2 (PATCH / PUT /twins).
+The limits themselves are in twin_limits.py; this module (about 300 lines) keeps the merge,
+version and metadata rules together because each write applies all three.
 """
 
 from __future__ import annotations

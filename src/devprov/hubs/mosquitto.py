@@ -16,6 +16,9 @@ templates (`topic=`, repeatable, default `devices/{deviceId}/#`; `twin=`, defaul
 A device that leaves loses its client (the broker disconnects it), its role and its twin.
 Mosquitto's admin role may not publish to application topics, so at its first start the
 connector gives its own user a role `devprov-connector` allowing it to publish twins.
+
+One module on purpose (about 500 lines): the dynamic security commands, the one admin
+connection they travel on and the connector's lifecycle are one conversation with one broker.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from devprov.domain.errors import bad_request
+from devprov.domain.json_text import JsonRefused, parse_json
 from devprov.domain.models import LinkedHub
 from devprov.hubs.connector import ConnectorError, DeviceIdentity, Finding
 from devprov.hubs.mqtt_client import MqttClient
@@ -218,8 +222,8 @@ class MosquittoConnector:
             self._raise_errors([answer])
             payload = await self._retained(self._twin_topic(device_id))
         try:
-            desired = json.loads(payload) if payload else {}
-        except ValueError:
+            desired = parse_json(payload) if payload else {}
+        except JsonRefused:
             desired = {}
         return {"properties": {"desired": desired}} if isinstance(desired, dict) and desired else {}
 
@@ -431,8 +435,8 @@ class MosquittoConnector:
         """Responses go to every admin client (other devprov processes too): ours carry our
         tag in their correlationData."""
         try:
-            responses = json.loads(payload).get("responses", [])
-        except (ValueError, AttributeError):
+            responses = parse_json(payload).get("responses", [])
+        except (JsonRefused, AttributeError):
             return
         mine: dict[str, list[dict[str, Any]]] = {}
         for response in responses:

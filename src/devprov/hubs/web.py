@@ -9,7 +9,6 @@ failure raised as a ConnectorError) so the registration fails with the hub's own
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import ssl
 from collections.abc import Callable, Mapping
@@ -18,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from devprov.domain.json_text import JsonRefused, parse_json
 from devprov.hubs.connector import ConnectorError
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -49,8 +49,8 @@ class Answer:
 
     def json(self) -> Any:
         try:
-            return json.loads(self.body) if self.body else None
-        except ValueError:
+            return parse_json(self.body) if self.body else None
+        except JsonRefused:
             return None
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from typing import Any
 
 from devprov.domain.clock import now_timestamp
 from devprov.domain.errors import MESSAGE_TOO_LARGE, DpsError, bad_request, invalid_json
+from devprov.domain.json_text import JsonRefused, parse_json
 
 DEFAULT_MAX_MESSAGE_BYTES = 96 * 1024
 
@@ -34,8 +34,8 @@ def parse_register_body(raw: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) 
     if not raw.strip():
         return RegisterRequest(None, None, None)
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = parse_json(raw)
+    except JsonRefused as exc:
         raise invalid_json(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object (a DeviceRegistration).")

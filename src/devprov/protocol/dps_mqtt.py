@@ -8,10 +8,16 @@ for `retry-after=`. One shape serves them all: `$dps/registrations/res/{status}/
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, unquote
 
 RESPONSE_FILTER = "$dps/registrations/res/#"
+# Bounds on what a device may send (the SDKs send a number or a UUID as the $rid): longer is
+# refused, and the session closes the connection, before any work is done for it.
+MAX_RID_LENGTH = 128
+MAX_REQUEST_TOPIC_LENGTH = 1024
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _REGISTER_PREFIX = "$dps/registrations/PUT/iotdps-register/?"
 _STATUS_PREFIX = "$dps/registrations/GET/iotdps-get-operationstatus/?"
 
@@ -52,13 +58,24 @@ def parse_username(username: str | None) -> Identity:
 
 
 def parse_request_topic(topic: str) -> RegisterTopic | StatusTopic:
-    """Recognise the two request topics DPS accepts; anything else is refused."""
+    """Recognise the two request topics DPS accepts; anything else is refused, as is a topic
+    past MAX_REQUEST_TOPIC_LENGTH characters or a `$rid` that could not be echoed."""
+    if len(topic) > MAX_REQUEST_TOPIC_LENGTH:
+        raise TopicError(
+            f"a request topic of {len(topic)} characters; at most {MAX_REQUEST_TOPIC_LENGTH}"
+            " are accepted"
+        )
     for prefix in (_REGISTER_PREFIX, _STATUS_PREFIX):
         if topic.startswith(prefix):
             query = parse_qs(topic[len(prefix) :], keep_blank_values=True)
             rid = query.get("$rid", [""])[0]
             if not rid:
                 raise TopicError(f"the topic {topic!r} has no $rid")
+            if len(rid) > MAX_RID_LENGTH or _CONTROL.search(rid):
+                raise TopicError(
+                    f"the $rid {rid[:40]!r}... has {len(rid)} characters or a control character;"
+                    f" at most {MAX_RID_LENGTH} printable ones are accepted"
+                )
             if prefix is _REGISTER_PREFIX:
                 return RegisterTopic(rid)
             operation_id = query.get("operationId", [""])[0]

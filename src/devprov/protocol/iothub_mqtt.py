@@ -7,6 +7,9 @@ they are matched as literal prefixes, never split on `?`, `=` or `&`. And the `$
 topics are the same literal strings for every device (§4 item 5), so a request is tied to a
 device by the connection it came on, never by its topic: the caller passes the authenticated
 device id in.
+
+One module on purpose (under 400 lines): the user name, the topics a device may use and the
+topics the hub answers on are one table in the protocol, and read best side by side with it.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from cryptography import x509
 from devprov.attestation import tpm_device
 from devprov.attestation.attested import Attested
 from devprov.attestation.device_auth import attest_symmetric_key
+from devprov.attestation.sas import DEFAULT_MAX_LIFETIME_SECONDS
 from devprov.attestation.x509 import attest_x509
 from devprov.domain.errors import unauthorized
 from devprov.domain.ids import validate_id
@@ -36,10 +37,18 @@ class DeviceProof:
 class Attestation:
     """Checks proofs against the directory; issues and consumes TPM challenges."""
 
-    def __init__(self, id_scope: str, directory: Directory, challenges: TpmChallenges) -> None:
+    def __init__(
+        self,
+        id_scope: str,
+        directory: Directory,
+        challenges: TpmChallenges,
+        max_token_lifetime: float = DEFAULT_MAX_LIFETIME_SECONDS,
+    ) -> None:
+        self.max_token_lifetime = max_token_lifetime
         self.id_scope = id_scope
         self.directory = directory
         self.challenges = challenges
+        self._last_group: str | None = None  # the symmetric-key group that attested last
 
     async def _individual(
         self, id_scope: str, registration_id: str, revisions: Revisions | None
@@ -60,10 +69,12 @@ class Attestation:
         """Answer a TPM's first register: remember a new key and raise the challenge that
         carries it, which only that TPM can open."""
         individual = await self._individual(id_scope, registration_id, revisions)
+        pending = await self.challenges.read(registration_id)
         record, challenge = tpm_device.challenge(
-            registration_id, individual, tpm_device.TpmKeys.from_body(tpm)
+            registration_id, individual, tpm_device.TpmKeys.from_body(tpm), pending
         )
-        await self.challenges.issue(registration_id, record)
+        if record is not None:
+            await self.challenges.issue(registration_id, record)
         raise challenge
 
     async def attest(
@@ -83,13 +94,14 @@ class Attestation:
         individual = await self._individual(id_scope, registration_id, revisions)
         if proof.authorization is not None:
             if individual is not None and individual.attestation.type == "tpm":
-                return await self._tpm_token(
-                    registration_id, individual, proof.authorization, registering
-                )
+                return await self._tpm_token(registration_id, individual, proof, registering)
             groups = [] if individual else await self.directory.groups("symmetricKey")
-            return attest_symmetric_key(
-                proof.authorization, self.id_scope, registration_id, individual, groups
-            )
+            attested = attest_symmetric_key(
+                proof.authorization, self.id_scope, registration_id, individual,
+                self._last_matched_first(groups), self.max_token_lifetime,
+            )  # fmt: skip
+            self._last_group = attested.group_id or self._last_group
+            return attested
         if proof.certificates:
             groups = [] if individual else await self._x509_groups()
             cas = await self.directory.known_cas()
@@ -101,6 +113,15 @@ class Attestation:
             "No credentials: send a SharedAccessSignature, a TPM's keys, or a client certificate."
         )
 
+    def _last_matched_first(self, groups: list[EnrollmentGroup]) -> list[EnrollmentGroup]:
+        """Fleets arrive in bursts from one group, and each group tried costs two HMACs: the
+        group that matched last is tried first, so a burst costs one group's, however many
+        groups there are."""
+        for index, group in enumerate(groups):
+            if group.enrollment_group_id == self._last_group:
+                return [group, *groups[:index], *groups[index + 1 :]]
+        return groups
+
     async def _x509_groups(self) -> list[EnrollmentGroup]:
         """X.509 groups, and groups of other kinds whose credential policy issues certificates
         (their devices come back with them)."""
@@ -110,11 +131,24 @@ class Attestation:
         return groups
 
     async def _tpm_token(
-        self, registration_id: str, individual: IndividualEnrollment, token: str, registering: bool
+        self,
+        registration_id: str,
+        individual: IndividualEnrollment,
+        proof: DeviceProof,
+        registering: bool,
     ) -> Attested:
+        """The hub key's blob is wrapped for the SRK the TPM sends with its signed register
+        (else for the one it sent when it asked for the challenge)."""
         challenge = await self.challenges.read(registration_id)
+        srk = tpm_device.TpmKeys.from_body(proof.tpm).storage_root_key if proof.tpm else None
         attested = tpm_device.attest_tpm_token(
-            registration_id, individual, token, challenge, registering=registering
+            registration_id,
+            individual,
+            proof.authorization or "",
+            challenge,
+            registering=registering,
+            max_lifetime=self.max_token_lifetime,
+            storage_root_key=srk,
         )
         used = registering and challenge is not None
         if used and not await self.challenges.use(registration_id, challenge or {}):

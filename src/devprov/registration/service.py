@@ -18,10 +18,12 @@ from devprov.attestation.attested import Attested
 from devprov.domain.errors import (
     OPERATION_NOT_FOUND,
     REGISTRATION_ID_MISMATCH,
+    THROTTLED,
     DpsError,
     bad_request,
     not_found,
 )
+from devprov.domain.ids import check_name
 from devprov.domain.records import Revisions
 from devprov.protocol.dps import RegisterRequest, new_operation_id, operation_status
 from devprov.registration.attest import Attestation, DeviceProof
@@ -39,6 +41,12 @@ class RegistrationSettings:
     id_scope: str
     fast_path_seconds: float = 1.5
     retry_after_seconds: int = 1
+    max_in_flight: int = 0
+    """Registrations provisioned at once (0: no cap); past it a register is answered 429."""
+    max_in_flight_per_device: int = 0
+    """The same, for one registration id."""
+    throttle_retry_after: int = 3
+    """The Retry-After of a register answered 429."""
 
 
 class RegistrationService:
@@ -63,6 +71,9 @@ class RegistrationService:
         self.observers = observers
         self._tasks: set[asyncio.Task[Any]] = set()
         self._provisioning = 0
+        self._per_device: dict[str, int] = {}
+        self.throttled = 0
+        """Registers answered 429 since start."""
 
     @property
     def in_flight(self) -> int:
@@ -73,6 +84,7 @@ class RegistrationService:
         self, id_scope: str, registration_id: str, proof: DeviceProof, request: RegisterRequest
     ) -> OperationResult:
         _check_body_id(request, registration_id)
+        self._admit(registration_id)  # shed load before it costs a read or a proof
         # One round trip answers both what the caches need and what allocation will.
         revisions, previous = await self.records.read_with_revisions(registration_id)
         if proof.asks_for_tpm_challenge and proof.tpm is not None:
@@ -92,6 +104,7 @@ class RegistrationService:
         _check_body_id(request, attested.registration_id)
         started = time.perf_counter()
         try:
+            self._admit(attested.registration_id)
             check_payload(attested.enrollment, request.payload)
             to_issue = await self.issuance.prepare(attested, request.csr)
         except DpsError as error:
@@ -110,11 +123,14 @@ class RegistrationService:
         if previous is _UNREAD:
             previous = await self.records.read(attested.registration_id)
         operation_id = new_operation_id()
+        self._admit(attested.registration_id)  # again: reading the record took a while
         task = self._spawn(
             self.provisioning.provision(attested, operation_id, request.payload, previous, to_issue)
         )
+        device = attested.registration_id.lower()
         self._provisioning += 1
-        task.add_done_callback(self._provisioned)
+        self._per_device[device] = self._per_device.get(device, 0) + 1
+        task.add_done_callback(lambda _task: self._provisioned(device))
         done, _ = await asyncio.wait({task}, timeout=self.settings.fast_path_seconds)
         if done:
             return task.result()  # answered at once: no device will poll this operation
@@ -140,6 +156,7 @@ class RegistrationService:
 
     async def poll(self, attested: Attested, operation_id: str) -> OperationResult:
         registration_id = attested.registration_id
+        check_name(operation_id, "operation id")
         status = await self.operations.read(operation_id)
         if status is None:  # answered at once: its result is the registration record
             record = await self.records.answered_by(registration_id, operation_id)
@@ -210,8 +227,32 @@ class RegistrationService:
             await asyncio.wait(set(self._tasks), timeout=remaining)
         return True
 
-    def _provisioned(self, _task: asyncio.Task[Any]) -> None:
+    def _admit(self, registration_id: str) -> None:
+        """Refuse a registration past the caps with 429 and Retry-After, as DPS sheds load."""
+        settings = self.settings
+        if settings.max_in_flight and self._provisioning >= settings.max_in_flight:
+            reason = f"{self._provisioning} registrations are in progress"
+        elif settings.max_in_flight_per_device and (
+            self._per_device.get(registration_id.lower(), 0) >= settings.max_in_flight_per_device
+        ):
+            reason = f"registration {registration_id!r} is already in progress"
+        else:
+            return
+        self.throttled += 1
+        raise DpsError(
+            429,
+            THROTTLED,
+            f"Too many requests: {reason}; retry after {settings.throttle_retry_after} s.",
+            retry_after=settings.throttle_retry_after,
+        )
+
+    def _provisioned(self, device: str) -> None:
         self._provisioning -= 1
+        left = self._per_device.get(device, 1) - 1
+        if left > 0:
+            self._per_device[device] = left
+        else:
+            self._per_device.pop(device, None)
 
     def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """A task kept until it ends (and cancelled by `close`)."""

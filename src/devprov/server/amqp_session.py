@@ -27,6 +27,18 @@ OPEN_TIMEOUT_SECONDS = 30.0  # from TCP to open: a TPM device works its TPM duri
 IDLE_TIMEOUT_SECONDS = 120.0
 
 
+@dataclass(frozen=True)
+class AmqpLimits:
+    """How long a client may take from TCP to open (whatever it sends meanwhile), and how long
+    an open connection may stay silent."""
+
+    open_timeout: float = OPEN_TIMEOUT_SECONDS
+    idle_timeout: float = IDLE_TIMEOUT_SECONDS
+
+
+DEFAULT_LIMITS = AmqpLimits()
+
+
 class Refusal(Exception):
     """The application refuses a link: it is detached with this error condition."""
 
@@ -73,7 +85,9 @@ class AmqpSession:
         client: AmqpClient,
         write: Callable[[bytes], None],
         close: Callable[[], None],
+        limits: AmqpLimits = DEFAULT_LIMITS,
     ) -> None:
+        self.limits = limits
         self.connection = connection
         self.client = client
         self._write = write
@@ -84,7 +98,7 @@ class AmqpSession:
         self._last_seen = loop.time()
         self._timer: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
-        self._watch(OPEN_TIMEOUT_SECONDS)
+        self._watch(limits.open_timeout)
 
     # Bytes in, events out --------------------------------------------------------------------
 
@@ -136,7 +150,7 @@ class AmqpSession:
         return self.connection.state is amqp.State.CLOSED
 
     def _opened(self) -> None:
-        self._watch(IDLE_TIMEOUT_SECONDS)
+        self._watch(self.limits.idle_timeout)
         remote = self.connection.remote_idle_timeout_ms
         if remote:
             self._beat(remote / 2000)

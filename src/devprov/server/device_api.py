@@ -15,10 +15,14 @@ from devprov.protocol.dps import RegisterRequest, parse_register_body
 from devprov.registration import DeviceProof, OperationResult, RegistrationService
 from devprov.registration.observe import Request, handling
 from devprov.server import amqp_listener
+from devprov.server.amqp_session import DEFAULT_LIMITS as AMQP_LIMITS
+from devprov.server.amqp_session import AmqpLimits
 from devprov.server.dps_amqp import DpsAmqp
-from devprov.server.http import TRACKING_ID, json_response, read_body, require_api_version
+from devprov.server.guard import Outbox
+from devprov.server.http import GATE, TRACKING_ID, json_response, read_body, require_api_version
 from devprov.server.mqtt_listener import serve_websocket
-from devprov.server.mqtt_session import MqttApplication, OpenSessions
+from devprov.server.mqtt_session import DEFAULT_LIMITS as MQTT_LIMITS
+from devprov.server.mqtt_session import MqttApplication, OpenSessions, SessionLimits
 from devprov.server.routing import Router
 from devprov.server.trust import peer_chain
 
@@ -54,7 +58,11 @@ class DeviceApi:
         max_packet_bytes: int,
         open_sessions: OpenSessions | None,
         amqp: DpsAmqp,
+        mqtt_limits: SessionLimits = MQTT_LIMITS,
+        amqp_limits: AmqpLimits = AMQP_LIMITS,
     ) -> None:
+        self.mqtt_limits = mqtt_limits
+        self.amqp_limits = amqp_limits
         self.registrations = registrations
         self.max_message_bytes = max_message_bytes
         self.mqtt_applications = mqtt_applications
@@ -70,10 +78,19 @@ class DeviceApi:
         router.add("GET", "/$iothub/websocket", self.websocket)
 
     async def websocket(self, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+        outbox = Outbox()
+        gate = request.config_dict.get(GATE)
+        if gate is not None:
+            gate.outboxes.add(outbox)
         if amqp_listener.offers_amqp(request):
-            return await amqp_listener.serve_websocket(request, self.amqp)
+            return await amqp_listener.serve_websocket(request, self.amqp, self.amqp_limits, outbox)
         return await serve_websocket(
-            request, self.mqtt_applications, self.max_packet_bytes, self.open_sessions
+            request,
+            self.mqtt_applications,
+            self.max_packet_bytes,
+            self.open_sessions,
+            self.mqtt_limits,
+            outbox,
         )
 
     async def _registration_body(self, request: web.Request) -> RegisterRequest:

@@ -205,7 +205,7 @@ class DpsAmqpClient:
         return Answer(accepted(), reply(message, result.body, result.retry_after))
 
     def _refuse(self, error: DpsError) -> Answer:
-        retry_after = self.registrations.settings.retry_after_seconds
+        retry_after = error.retry_after or self.registrations.settings.retry_after_seconds
         body = error_body(error, str(uuid.uuid4()))
         return Answer(rejected(rejection(error, body, retry_after)))
 

@@ -50,7 +50,8 @@ class DpsMqtt:
 
     async def accept(self, connect: mqtt.Connect, peer: Peer, link: Link) -> DpsClient:
         """A malformed user name gets CONNACK 4, a client id that is not the registration id
-        CONNACK 2, and credentials that prove nothing CONNACK 5 (the Python SDK reports that
+        CONNACK 2 (so does a registration id that is not valid), and credentials that prove nothing
+        CONNACK 5 (the Python SDK reports that
         as a CredentialError). Other refusals (a disabled enrollment, say) are answered on the
         request with the Azure error body, whose message says what is wrong."""
         try:
@@ -74,6 +75,8 @@ class DpsMqtt:
         except DpsError as error:
             if error.status == 401:
                 raise Refusal(mqtt.NOT_AUTHORIZED, error.message) from None
+            if error.status == 400:  # a registration id no device may have
+                raise Refusal(mqtt.IDENTIFIER_REJECTED, error.message) from None
         return client
 
 
@@ -123,6 +126,7 @@ class DpsClient:
             retry_after = result.retry_after
         except DpsError as error:
             status, body = error.status, error_body(error, request.tracking_id)
+            retry_after = error.retry_after
         except Exception:
             log.exception("MQTT request of %s failed", self.name)
             internal = DpsError(500, INTERNAL_ERROR, "Internal error; see the server log.")

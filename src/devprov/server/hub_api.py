@@ -18,10 +18,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from devprov.domain.audit import UNKNOWN, AuditLog
 from devprov.domain.errors import DpsError
 from devprov.domain.hub_identities import HubError
 from devprov.hub.auth import unauthorized
 from devprov.hub.service import HubService, as_hub_error
+from devprov.server.audit_trail import keep
 from devprov.server.http import JSON_CONTENT_TYPE, json_response, no_content, read_json
 from devprov.server.routing import Router
 from devprov.server.service_auth import authorize
@@ -53,11 +55,16 @@ def host_of(request: web.Request) -> str:
 
 
 class HubApi:
-    def __init__(self, hubs: HubService) -> None:
+    """The REST routes; every write (devices, twins, method calls) goes to the audit trail,
+    as `HUB/POLICY` with the path."""
+
+    def __init__(self, hubs: HubService, audit: AuditLog | None = None) -> None:
         self.hubs = hubs
+        self.audit = audit
 
     def _call(self, right: str, call: HubCall) -> Callable[..., Awaitable[web.StreamResponse]]:
         async def handled(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            who, status = UNKNOWN, 500
             try:
                 hub = host_of(request)
                 policy = await self.hubs.policy(hub)
@@ -70,9 +77,18 @@ class HubApi:
                     )
                 except DpsError as error:
                     raise unauthorized(error.message) from None
-                return await call(request, hub, params)
+                who = f"{hub}/{policy.key_name}"
+                response = await call(request, hub, params)
+                status = response.status
+                return response
             except DpsError as error:
-                return error_response(as_hub_error(error))
+                response = error_response(as_hub_error(error))
+                status = response.status
+                return response
+            finally:
+                if request.method != "GET":
+                    path = f"//{host_of(request)}{request.path}"
+                    await keep(self.audit, request, who, params.get("id"), status, path)
 
         return handled
 

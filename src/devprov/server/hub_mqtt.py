@@ -21,6 +21,7 @@ from typing import Any
 from devprov.domain.clock import now_timestamp
 from devprov.domain.errors import DpsError
 from devprov.domain.hub_identities import HubError
+from devprov.domain.json_text import JsonRefused, parse_json
 from devprov.hub.auth import DeviceCredentials
 from devprov.hub.service import HubService
 from devprov.protocol import iothub_mqtt as topics
@@ -147,9 +148,11 @@ class HubClient:
 
     async def _report(self, rid: str, payload: bytes) -> None:
         try:
-            patch = json.loads(payload)
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            error = DpsError(400, 400004, "The reported-properties patch is not valid JSON.")
+            patch = parse_json(payload)
+        except JsonRefused as refused:
+            error = DpsError(
+                400, 400004, f"The reported-properties patch is not valid JSON: {refused}."
+            )
             return self._twin_answer(400, rid, _error_body(error))
         try:
             version = await self.hubs.report(self.hub, self.device_id, patch)
@@ -197,8 +200,8 @@ class HubClient:
             log.info("%s answered a method call that is not waiting: %s", self.name, answer.rid)
             return
         try:
-            body: Any = json.loads(payload) if payload.strip() else None
-        except (UnicodeDecodeError, ValueError, RecursionError):
+            body: Any = parse_json(payload) if payload.strip() else None
+        except JsonRefused:
             body = payload.decode("utf-8", "replace")
         call.set_result((answer.status, body))
 

@@ -1,7 +1,8 @@
 """One MQTT connection, whatever carries its bytes, served by the application its CONNECT chose.
 
 The session is the thin loop around the sans-I/O codec (protocol/mqtt.py). It owns what every
-MQTT application needs: the CONNECT deadline and keep-alive, packets a client sends before its
+MQTT application needs: the CONNECT deadline (from accept, not restarted by bytes) and
+keep-alive (1.5 x the client's, at most 1.5 x `max_keep_alive`), packets a client sends before its
 CONNACK, PUBACKs, a cap on requests in progress, and closing. At CONNECT it asks each
 application in turn whether the user name is one of its own; the first that claims it decides
 whether to accept, and then owns the client's subscriptions and publications.
@@ -25,6 +26,23 @@ log = logging.getLogger(__name__)
 MAX_REQUESTS_IN_PROGRESS = 8
 MAX_HELD_BEFORE_CONNACK = 16
 CONNECT_TIMEOUT_SECONDS = 30.0
+MAX_KEEP_ALIVE_SECONDS = 1767  # IoT Hub's ceiling
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """How long a client may take to CONNECT (from accept, whatever it sends meanwhile), and
+    the longest keep-alive honoured (a client asking for none gets this one)."""
+
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS
+    max_keep_alive: int = MAX_KEEP_ALIVE_SECONDS
+
+    def idle_timeout(self, keep_alive: int) -> float:
+        """Seconds of silence after which a client is gone (MQTT 3.1.2.10: 1.5 x keep-alive)."""
+        return 1.5 * min(keep_alive or self.max_keep_alive, self.max_keep_alive)
+
+
+DEFAULT_LIMITS = SessionLimits()
 
 
 @dataclass(frozen=True)
@@ -117,9 +135,11 @@ class MqttSession:
         peer: Peer = Peer(),
         max_packet_bytes: int = mqtt.DEFAULT_MAX_PACKET_BYTES,
         open_sessions: OpenSessions | None = None,
+        limits: SessionLimits = DEFAULT_LIMITS,
     ) -> None:
         self.applications = applications
         self.peer = peer
+        self.limits = limits
         self.open_sessions = open_sessions
         if open_sessions is not None:
             open_sessions.opened(peer.transport)
@@ -131,7 +151,9 @@ class MqttSession:
         self._requests: set[asyncio.Task[None]] = set()
         self._last_seen = asyncio.get_running_loop().time()
         self._timer: asyncio.TimerHandle | None = None
-        self._watch(CONNECT_TIMEOUT_SECONDS)
+        self._connect_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            limits.connect_timeout, self._connect_expired
+        )
 
     # Bytes in, connection events ------------------------------------------------------
 
@@ -156,8 +178,9 @@ class MqttSession:
             self.open_sessions.closed(self.peer.transport)
             self.open_sessions = None  # counted once, however often this is called
         self.connection.close()
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._connect_timer):
+            if timer is not None:
+                timer.cancel()
         for task in self._requests:
             task.cancel()
         if self.client is not None:
@@ -167,8 +190,22 @@ class MqttSession:
         self.connection.close()
         self._close()
 
+    @property
+    def requests_in_progress(self) -> int:
+        return len(self._requests)
+
     def _who(self) -> str:
         return self.client.name if self.client else "an unidentified client"
+
+    def _connect_expired(self) -> None:
+        self._connect_timer = None
+        if self.client is None:
+            log.info(
+                "MQTT client %s not connected %.0f s after it came; closing",
+                self._who(),
+                self.limits.connect_timeout,
+            )
+            self.close()
 
     def _watch(self, seconds: float | None) -> None:
         """Close the connection after `seconds` of silence (checked when the timer fires)."""
@@ -254,7 +291,10 @@ class MqttSession:
         self.client = client
         self.connection.max_packet_bytes = application.max_packet_bytes
         self._send(mqtt.ConnAck(mqtt.ACCEPTED))
-        self._watch(self.connection.keep_alive_timeout)
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+        self._watch(self.limits.idle_timeout(self.connection.keep_alive))
         if (current := asyncio.current_task()) is not None:
             self._requests.discard(current)  # held requests below count on their own
         held, self._held = self._held, []

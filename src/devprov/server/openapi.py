@@ -57,6 +57,19 @@ _CA = {
         "properties": {"type": "object"},
     },
 }
+_AUDIT_ENTRY = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "at": {"type": "string", "format": "date-time"},
+        "who": {"type": "string", "description": "The policy's key name, or cli:USER"},
+        "method": {"type": "string"},
+        "path": {"type": "string"},
+        "resource": {"type": ["string", "null"]},
+        "status": {"type": "integer"},
+        "peer": {"type": ["string", "null"], "description": "The client's address"},
+    },
+}
 _BULK_RESULT = {
     "type": "object",
     "properties": {
@@ -76,6 +89,7 @@ class Operation:
     answer: dict[str, Any] | None = None
     status: int = 200
     headers: tuple[str, ...] = ()
+    query: tuple[str, ...] = ()
 
 
 def _enrollment_operations(base: str, model: str, noun: str) -> list[Operation]:
@@ -129,12 +143,21 @@ OPERATIONS: list[Operation] = [
               " code for a CA", "ServiceConfig", None, _CA),
     Operation("POST", "/certificates/{name}/verify", "Prove possession of a CA's key",
               "ServiceConfig", _CERTIFICATE_BODY, _CA),
+    Operation("GET", "/audit", "The audit trail of writes, newest first (devprov's own route)",
+              "ServiceConfig", None, {"type": "array", "items": _AUDIT_ENTRY},
+              query=("since", "limit")),
 ]  # fmt: skip
 
 _HEADER_SCHEMAS = {
     "If-Match": {"type": "string", "description": "The etag the record must still have"},
     "x-ms-max-item-count": {"type": "integer", "minimum": 1, "maximum": 1000},
     "x-ms-continuation": {"type": "string", "description": "From the previous page's answer"},
+}
+
+
+_QUERY_SCHEMAS = {
+    "since": {"type": "string", "description": "Epoch seconds or an ISO 8601 time"},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
 }
 
 
@@ -155,6 +178,10 @@ def _parameters(operation: Operation) -> list[dict[str, Any]]:
     parameters += [
         {"name": name, "in": "header", "required": False, "schema": _HEADER_SCHEMAS[name]}
         for name in operation.headers
+    ]
+    parameters += [
+        {"name": name, "in": "query", "required": False, "schema": _QUERY_SCHEMAS[name]}
+        for name in operation.query
     ]
     return parameters
 

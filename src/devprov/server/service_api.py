@@ -1,7 +1,9 @@
-"""The service API, Azure-compatible: enrollments, groups, registration records, linked hubs."""
+"""The service API, Azure-compatible: enrollments, groups, registration records, linked hubs;
+and devprov's audit trail of the writes made through it (`GET /audit`)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -9,9 +11,12 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from devprov.admin import GROUP, INDIVIDUAL, Admin, EnrollmentKind, Page, page_size
-from devprov.domain.errors import INTERNAL_ERROR, DpsError
+from devprov.attestation.sas import DEFAULT_MAX_LIFETIME_SECONDS
+from devprov.domain.audit import UNKNOWN, AuditLog, parse_since
+from devprov.domain.errors import INTERNAL_ERROR, DpsError, bad_request
 from devprov.domain.policies import PolicyLookup
 from devprov.server.activity_log import service_call
+from devprov.server.audit_trail import keep
 from devprov.server.http import (
     TRACKING_ID,
     json_response,
@@ -24,6 +29,8 @@ from devprov.server.service_auth import authorize
 
 MAX_SERVICE_BODY_BYTES = 4 * 1024 * 1024
 _WRITES = {"EnrollmentWrite", "ServiceConfig"}
+_AUDITED = {"EnrollmentWrite", "ServiceConfig", "RegistrationStatusWrite"}
+_RESOURCE_PARAMS = ("id", "name", "hub")
 ServiceCall = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
 
 
@@ -50,12 +57,16 @@ class ServiceApi:
         known_hosts: set[str],
         hub_devices: HubDevices,
         after_write: Callable[[], Awaitable[None]] | None = None,
+        audit: AuditLog | None = None,
+        max_token_lifetime: float = DEFAULT_MAX_LIFETIME_SECONDS,
     ) -> None:
+        self.max_token_lifetime = max_token_lifetime
         self.admin = admin
         self.policy_of = policy_of
         self.known_hosts = known_hosts
         self.hub_devices = hub_devices
         self.after_write = after_write
+        self.audit = audit
 
     def _guard(self, right: str, call: ServiceCall) -> ServiceCall:
         async def guarded(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
@@ -65,7 +76,11 @@ class ServiceApi:
             try:
                 require_api_version(request)
                 policy = authorize(
-                    self.policy_of, request.headers.get("Authorization"), right, self.known_hosts
+                    self.policy_of,
+                    request.headers.get("Authorization"),
+                    right,
+                    self.known_hosts,
+                    self.max_token_lifetime,
                 )
                 response = await call(request, params)
                 if self.after_write is not None and request.method != "GET" and right in _WRITES:
@@ -85,8 +100,21 @@ class ServiceApi:
                     policy=policy,
                     error_code=error_code or None,
                 )
+                if request.method != "GET" and right in _AUDITED:
+                    resource = next((params[n] for n in _RESOURCE_PARAMS if n in params), None)
+                    await keep(self.audit, request, policy or UNKNOWN, resource, status)
 
         return guarded
+
+    async def list_audit(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        if self.audit is None:
+            return json_response([])
+        since = parse_since(request.query.get("since"))
+        limit = request.query.get("limit", "100")
+        if not re.fullmatch(r"[0-9]{1,4}", limit) or not 1 <= int(limit) <= 1000:
+            raise bad_request("limit must be a whole number from 1 to 1000.")
+        entries = await self.audit.entries(since, int(limit))
+        return json_response([entry.to_wire() for entry in entries])
 
     def add_routes(self, router: Router) -> None:
         for spec, base in ((INDIVIDUAL, "/enrollments"), (GROUP, "/enrollmentGroups")):
@@ -105,6 +133,7 @@ class ServiceApi:
             "GET", "/linkedHubs/{hub}/devices/{device}", self._guard(config, self.get_hub_device)
         )
         self._add_certificate_routes(router)
+        router.add("GET", "/audit", self._guard(config, self.list_audit))
 
     def _add_certificate_routes(self, router: Router) -> None:
         """Verified CAs (Azure keeps them in its control plane; devprov serves them here)."""

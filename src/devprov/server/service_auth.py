@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from devprov.attestation.sas import check_expiry, parse_sas, signature_matches
+from devprov.attestation.sas import (
+    DEFAULT_MAX_LIFETIME_SECONDS,
+    check_expiry,
+    parse_sas,
+    signature_matches,
+)
 from devprov.domain.errors import PERMISSION_DENIED, DpsError, unauthorized
 from devprov.domain.keys import decode_key
 from devprov.domain.policies import PolicyLookup
 
 
 def authorize(
-    policy_of: PolicyLookup, authorization: str | None, right: str, known_hosts: set[str]
+    policy_of: PolicyLookup,
+    authorization: str | None,
+    right: str,
+    known_hosts: set[str],
+    max_lifetime: float = DEFAULT_MAX_LIFETIME_SECONDS,
 ) -> str:
     """Check a service token and that its policy grants `right`; return the policy name.
 
@@ -31,7 +40,7 @@ def authorize(
     keys = [decode_key(policy.primary_key), decode_key(policy.secondary_key)]
     if not signature_matches(token, keys):
         raise unauthorized("The SharedAccessSignature is not signed with the policy's key.")
-    check_expiry(token)
+    check_expiry(token, max_lifetime=max_lifetime)
     if right not in policy.rights:
         raise DpsError(
             403,

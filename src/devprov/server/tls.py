@@ -2,6 +2,9 @@
 
 Keys are ECDSA P-256: the official SDKs all accept it, and its handshakes cost a fraction of RSA's.
 The server certificate is remade when the names it must carry change (a new --host or --name).
+Given a sealer, the keys are written as encrypted PKCS#8 PEM under a password derived from the
+sealing key (TLS loads keys from files, so they cannot be sealed text); keys written before
+devprov sealed are encrypted the next time the certificates are ensured.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devprov.domain.clock import utc_now
+from devprov.domain.sealing import Sealer
 
 log = logging.getLogger(__name__)
 CA_CERT = "ca.pem"
@@ -47,46 +51,91 @@ def server_names(host: str, extra: list[str]) -> list[str]:
     return names
 
 
-def ensure_certificates(tls_dir: Path, names: list[str]) -> TlsFiles:
+def ensure_certificates(tls_dir: Path, names: list[str], sealer: Sealer | None = None) -> TlsFiles:
     """Create the CA once, and a server certificate for `names` whenever they change."""
     ca_cert_path, ca_key_path = tls_dir / CA_CERT, tls_dir / CA_KEY
-    ensure_ca(tls_dir)
-    ca_key_loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
-    assert isinstance(ca_key_loaded, ec.EllipticCurvePrivateKey)
+    ensure_ca(tls_dir, sealer)
+    ca_key_loaded = read_key(ca_key_path, sealer)
     ca = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
     cert_path, key_path = tls_dir / SERVER_CERT, tls_dir / SERVER_KEY
     if not _covers(cert_path, names, ca):
         key = ec.generate_private_key(ec.SECP256R1())
-        _write_key(key_path, key)
+        _write_key(key_path, key, sealer)
         cert = _make_server_cert(key, ca, ca_key_loaded, names)
         cert_path.write_bytes(
             cert.public_bytes(serialization.Encoding.PEM)
             + ca.public_bytes(serialization.Encoding.PEM)
         )
+    elif sealer is not None:
+        reseal_key(key_path, sealer)
+    if sealer is not None:
+        reseal_key(ca_key_path, sealer)
     return TlsFiles(ca_cert_path, cert_path, key_path)
 
 
-def ensure_ca(tls_dir: Path) -> tuple[str, str]:
-    """The data dir's CA (certificate and key, PEM), made on first use."""
+def ensure_ca(tls_dir: Path, sealer: Sealer | None = None) -> tuple[str, str]:
+    """The data dir's CA, made on first use: its certificate and its key as PEM text (the key
+    unencrypted, for the shared store to seal)."""
     tls_dir.mkdir(parents=True, exist_ok=True)
     ca_cert_path, ca_key_path = tls_dir / CA_CERT, tls_dir / CA_KEY
     if not ca_cert_path.exists() or not ca_key_path.exists():
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        _write_key(ca_key_path, ca_key)
+        _write_key(ca_key_path, ca_key, sealer)
         ca_cert_path.write_bytes(_make_ca(ca_key).public_bytes(serialization.Encoding.PEM))
-    return ca_cert_path.read_text(), ca_key_path.read_text()
+    plain = read_key(ca_key_path, sealer).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return ca_cert_path.read_text(), plain.decode()
 
 
-def install_ca(tls_dir: Path, ca_cert: str, ca_key: str) -> None:
+def install_ca(tls_dir: Path, ca_cert: str, ca_key: str, sealer: Sealer | None = None) -> None:
     """Make `ca_cert` (and its key) the data dir's CA: the deployment's, shared by every node.
     A server certificate the previous CA issued is remade by the next `ensure_certificates`."""
     tls_dir.mkdir(parents=True, exist_ok=True)
     if (tls_dir / CA_CERT).exists() and (tls_dir / CA_CERT).read_text() == ca_cert:
         return
-    with open(os.open(tls_dir / CA_KEY, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
-        out.write(ca_key)
+    key = serialization.load_pem_private_key(ca_key.encode(), None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("the deployment's CA key is not an EC key")
+    _write_key(tls_dir / CA_KEY, key, sealer)
     (tls_dir / CA_CERT).write_text(ca_cert)
     log.info("took the deployment's TLS CA from the store")
+
+
+def _passwords(path: Path, sealer: Sealer | None) -> list[bytes | None]:
+    """The passwords to try on a key file: none for a plain one, the sealer's for another."""
+    if b"ENCRYPTED" not in path.read_bytes()[:64]:
+        return [None]
+    if sealer is None:
+        raise ValueError(f"{path} is encrypted, and no sealing key was given to open it")
+    return [*sealer.pem_passwords()]
+
+
+def read_key(path: Path, sealer: Sealer | None = None) -> ec.EllipticCurvePrivateKey:
+    """An EC key from a PEM file, plain or encrypted under one of the sealer's keys."""
+    data = path.read_bytes()
+    for password in _passwords(path, sealer):
+        try:
+            key = serialization.load_pem_private_key(data, password)
+        except ValueError:
+            continue
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{path} does not hold an EC key")
+        return key
+    raise ValueError(f"{path} does not open with any sealing key held")
+
+
+def reseal_key(path: Path, sealer: Sealer) -> bool:
+    """Encrypt a key file under the sealer's current key if it is not already (plain, or
+    under an older key); True when it was rewritten."""
+    current = sealer.pem_passwords()[0]
+    try:
+        serialization.load_pem_private_key(path.read_bytes(), current)
+        return False
+    except (ValueError, TypeError):
+        pass
+    _write_key(path, read_key(path, sealer), sealer)
+    return True
 
 
 # asyncio's TLS transport gives every connection a read buffer of `SSLProtocol.max_size`
@@ -102,18 +151,33 @@ def small_tls_buffers() -> None:
         protocol.max_size = TLS_READ_BUFFER_BYTES
 
 
-def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+def server_context(cert: Path, key: Path, sealer: Sealer | None = None) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
+    load_chain(context, cert, key, sealer)
     return context
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+def load_chain(context: ssl.SSLContext, cert: Path, key: Path, sealer: Sealer | None) -> None:
+    """Load a certificate chain and its key, plain or encrypted under a sealing key."""
+    passwords = _passwords(key, sealer)
+    for number, password in enumerate(passwords, 1):
+        try:
+            context.load_cert_chain(cert, key, password)
+            return
+        except ssl.SSLError:
+            if number == len(passwords):
+                raise
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey, sealer: Sealer | None) -> None:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(sealer.pem_passwords()[0])
+        if sealer is not None
+        else serialization.NoEncryption()
+    )
     data = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
         handle.write(data)
@@ -227,8 +291,9 @@ class ServerCertificate:
     and loads it into the live context, which new connections then use. A certificate the user
     brought is theirs: a name it lacks is logged, once."""
 
-    def __init__(self, tls_dir: Path | None) -> None:
+    def __init__(self, tls_dir: Path | None, sealer: Sealer | None = None) -> None:
         self.tls_dir = tls_dir
+        self.sealer = sealer
         self._covered: set[str] = set()
 
     def cover(self, context: ssl.SSLContext, names: list[str]) -> None:
@@ -242,6 +307,6 @@ class ServerCertificate:
                 ", ".join(sorted(wanted - self._covered)),
             )
         else:
-            files = ensure_certificates(self.tls_dir, names)
-            context.load_cert_chain(files.cert, files.key)
+            files = ensure_certificates(self.tls_dir, names, self.sealer)
+            load_chain(context, files.cert, files.key, self.sealer)
         self._covered = wanted

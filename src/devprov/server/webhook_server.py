@@ -3,12 +3,12 @@ so the code devprov runs in-process (`--allocator`) also runs behind any DPS, or
 
 from __future__ import annotations
 
-import json
 import logging
 
 from aiohttp import web
 
 from devprov.allocation.functions import AllocatorFunction, call_function
+from devprov.domain.json_text import JsonRefused, parse_json
 from devprov.protocol.signature import HEADER, verify_signature
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,8 @@ def webhook_app(function: AllocatorFunction, secret: str | None = None) -> web.A
         if secret is not None and not verify_signature(raw, request.headers.get(HEADER), secret):
             return web.json_response({"message": f"missing or bad {HEADER}"}, status=401)
         try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            body = parse_json(raw)
+        except JsonRefused:
             return web.json_response({"message": "the body is not JSON"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"message": "the body is not a JSON object"}, status=400)

@@ -1,4 +1,8 @@
-"""The store: reads and writes records as JSON documents in SQLite or PostgreSQL, atomically."""
+"""The store: reads and writes records as JSON documents in SQLite or PostgreSQL, atomically.
+
+Longer than most modules because every read and write of a record goes through this one class,
+so that batching, revisions (which caches depend on) and sealing secrets apply to all of them.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from devprov.domain.errors import conflict, precondition_failed
 from devprov.domain.records import Change, Kind, Put, Revisions, StoredDocument
+from devprov.domain.sealing import Sealer, SealingError
 from devprov.store import tables
 from devprov.store.connections import (
     AsyncDatabase,
@@ -21,6 +26,14 @@ from devprov.store.connections import (
     DbConnection,
     InlineSqlite,
     normalize_url,
+)
+from devprov.store.sealing import (
+    FIELDS_VERSION,
+    SEALED_FIELDS,
+    key_use,
+    open_document,
+    seal_all,
+    seal_document,
 )
 from devprov.store.statements import statements_of, upsert_batch
 from devprov.store.tables import table_of
@@ -50,20 +63,32 @@ class Store:
     has gathered in a single transaction (a failing operation fails alone, see
     `_write_pending`): under load, hundreds of registrations cost one commit.
     How the database is reached (async driver, or SQLite inline) is connections.py's business.
+    With a `sealer`, the secret fields of documents (store/sealing.py) are sealed as they are
+    written and opened as they are read: the database holds none of them in plaintext.
     """
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, sealer: Sealer | None = None) -> None:
         self.database = database
+        self.sealer = sealer
         self._pending: list[tuple[WriteOp[Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
         self.on_batch: BatchObserver | None = None
 
     @classmethod
-    def connect(cls, url: str) -> Store:
+    def connect(cls, url: str, sealer: Sealer | None = None) -> Store:
         """Connect to a database whose schema is current (see `migrate`)."""
         if url.lower().startswith("sqlite"):
-            return cls(InlineSqlite(normalize_url(url)))
-        return cls(AsyncDatabase(normalize_url(url)))
+            return cls(InlineSqlite(normalize_url(url)), sealer)
+        return cls(AsyncDatabase(normalize_url(url)), sealer)
+
+    def _stored(self, kind: Kind, key: str, etag: str, document: dict[str, Any]) -> StoredDocument:
+        return StoredDocument(key, etag, open_document(self.sealer, kind, document))
+
+    def _row(self, put: Put) -> dict[str, Any]:
+        row = _row(put)
+        if self.sealer is not None and put.kind in SEALED_FIELDS:
+            row["document"] = seal_document(self.sealer, put.kind, row["document"])
+        return row
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -95,7 +120,7 @@ class Store:
             query = query.limit(limit)
         async with self.database.connect() as connection:
             rows = (await connection.execute(query)).all()
-        return [StoredDocument(row.key, row.etag, row.document) for row in rows]
+        return [self._stored(kind, row.key, row.etag, row.document) for row in rows]
 
     async def count(
         self, kind: Kind, *, where: Mapping[str, str] | None = None, prefix: str | None = None
@@ -136,7 +161,8 @@ class Store:
         """`revisions()` and `get(kind, key)` in one round trip (a register needs both)."""
         rows = await self.database.hot(statements_of(kind).with_revisions, {"key": key})
         record = next(
-            (StoredDocument(r.key, r.etag, r.document) for r in rows if r.source == "record"), None
+            (self._stored(kind, r.key, r.etag, r.document) for r in rows if r.source == "record"),
+            None,
         )
         revisions = sorted((r.key, r.revision) for r in rows if r.source == "revision")
         return tuple(revision for _, revision in revisions), record
@@ -197,7 +223,7 @@ class Store:
 
         async def insert(connection: DbConnection) -> None:
             try:
-                await connection.execute(sa.insert(table_of(put.kind)).values(**_row(put)))
+                await connection.execute(sa.insert(table_of(put.kind)).values(**self._row(put)))
             except IntegrityError:
                 raise conflict(f"A record with id {put.key!r} already exists.") from None
             await _bump(connection, put.kind)
@@ -218,7 +244,7 @@ class Store:
             result = await connection.execute(
                 sa.update(table)
                 .where(table.c.key == put.key, table.c.etag == strip_etag(if_match))
-                .values(**_row(put))
+                .values(**self._row(put))
             )
             if result.rowcount != 1:
                 raise precondition_failed()
@@ -299,7 +325,7 @@ class Store:
             for put in operation.puts:
                 if put.kind.revised:
                     return None
-                by_kind.setdefault(put.kind, {})[put.key] = _row(put)
+                by_kind.setdefault(put.kind, {})[put.key] = self._row(put)
         if not by_kind:
             return None
         parameters = {
@@ -311,11 +337,48 @@ class Store:
     async def _upsert_many(self, connection: DbConnection, puts: list[Put]) -> None:
         by_kind: dict[Kind, list[dict[str, Any]]] = {}
         for put in puts:
-            by_kind.setdefault(put.kind, []).append(_row(put))
+            by_kind.setdefault(put.kind, []).append(self._row(put))
         for kind, rows in by_kind.items():
             statement = statements_of(kind).upsert[self.database.dialect_name]
             await connection.execute(statement, rows)
             await _bump(connection, kind)
+
+    async def seal_secrets(self, *, again: bool = False) -> int:
+        """Seal every secret field under the sealer's current key, in one transaction: those
+        an older devprov wrote in plaintext and those sealed under another key (a rotation).
+        Skipped when the store says it was done for this key already, unless `again`.
+        How many records changed."""
+        sealer = self.sealer
+        if sealer is None:
+            raise ValueError("this store has no sealer")
+        table = tables.sealing
+
+        async def seal(connection: DbConnection) -> int:
+            query = sa.select(table.c.value).where(table.c.name == "key")
+            marker = (await connection.execute(query)).scalar_one_or_none()
+            done = (marker or "").partition("/")[0]
+            if done and done not in sealer.key_ids:
+                sealer.refresh(force=True)  # a rotation by another process may have added it
+            if done and done not in sealer.key_ids:
+                raise SealingError(
+                    f"the store's secrets are sealed under key {done}, which is not held (held:"
+                    f" {', '.join(sealer.key_ids)}): give devprov the key file or"
+                    " DEVPROV_SECRET_KEY that has it"
+                )
+            current = f"{sealer.current_id}/{FIELDS_VERSION}"
+            if marker == current and not again:
+                return 0
+            changed = await seal_all(connection, sealer)
+            await connection.execute(sa.delete(table).where(table.c.name == "key"))
+            await connection.execute(sa.insert(table).values(name="key", value=current))
+            return changed
+
+        return await self.run(seal)
+
+    async def sealed_by_key(self) -> dict[str, int]:
+        """How many secret fields each key id seals (`plaintext`: not sealed)."""
+        async with self.database.connect() as connection:
+            return await key_use(connection)
 
     async def prune(self, kind: Kind, older_than: float) -> int:
         """Delete the records of `kind` last written before `older_than` (epoch seconds)."""
@@ -332,7 +395,7 @@ class Store:
     async def fetch(self, connection: DbConnection, kind: Kind, key: str) -> StoredDocument | None:
         """Read a record inside a write transaction (sees that transaction's own writes)."""
         row = (await connection.execute(statements_of(kind).select, {"key": key})).first()
-        return StoredDocument(row.key, row.etag, row.document) if row else None
+        return self._stored(kind, row.key, row.etag, row.document) if row else None
 
     async def _exists(self, connection: DbConnection, kind: Kind, key: str) -> bool:
         table = table_of(kind)
@@ -341,7 +404,7 @@ class Store:
 
     async def _upsert(self, connection: DbConnection, put: Put) -> None:
         statement = statements_of(put.kind).upsert[self.database.dialect_name]
-        await connection.execute(statement, _row(put))
+        await connection.execute(statement, self._row(put))
         await _bump(connection, put.kind)
 
 

@@ -57,7 +57,7 @@ class StoredOperations:
         return stored.document if stored else None
 
     async def save(self, operation_id: str, registration_id: str, status: Document) -> None:
-        columns = {"registration_key": id_key(registration_id), "state": status.get("status")}
+        columns = {"registration_key": id_key(registration_id)}
         await self.store.write([Put(Kind.OPERATION, operation_id, new_etag(), status, columns)])
 
 

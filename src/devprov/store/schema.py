@@ -70,3 +70,18 @@ def current_revision(url: str) -> str | None:
 
 def is_current(url: str) -> bool:
     return current_revision(url) == head_revision()
+
+
+def compact(url: str) -> None:
+    """Rewrite a SQLite file without its free pages, and empty its WAL: what was overwritten
+    (plaintext secrets, before they were sealed) is then gone from the file. PostgreSQL keeps
+    old row versions until VACUUM (FULL, to give the space back) and is left to its operator."""
+    if not url.lower().startswith("sqlite"):
+        return
+    engine = sa.create_engine(normalize_url(url))
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("VACUUM")
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        engine.dispose()

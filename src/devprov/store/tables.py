@@ -39,7 +39,6 @@ registrations = _document_table(
 operations = _document_table(
     "operations",
     sa.Column("registration_key", sa.String(256), nullable=False, index=True),
-    sa.Column("state", sa.String(16), nullable=True, index=True),  # "assigning" until done
 )
 linked_hubs = _document_table("linked_hubs")
 certificates = _document_table("certificates")
@@ -92,6 +91,32 @@ deployment = sa.Table(
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("document", sa.JSON, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Management writes (service API, CLI): who, what, when, from where; pruned by age.
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("at", sa.Float, nullable=False, index=True),
+    sa.Column("who", sa.String(256), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("resource", sa.String(512), nullable=True),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("peer", sa.String(256), nullable=True),
+)
+# Which key the secrets were last all sealed under (a start-up skips the pass when current).
+sealing = sa.Table(
+    "sealing",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
 )
 
 

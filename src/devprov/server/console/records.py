@@ -5,13 +5,13 @@ Every change goes through `Admin`, the rules the service API applies.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from devprov.admin import GROUP, INDIVIDUAL, EnrollmentKind
 from devprov.domain.errors import ALREADY_EXISTS, DpsError, bad_request
+from devprov.domain.json_text import JsonRefused, parse_json
 from devprov.server.console.web import PREFIX, Console, Context, redirect
 from devprov.server.routing import Router
 
@@ -75,8 +75,8 @@ def _json_field(form: dict[str, str], field: str, what: str) -> Any:
     if not text:
         return None
     try:
-        return json.loads(text)
-    except ValueError as error:
+        return parse_json(text)
+    except JsonRefused as error:
         raise bad_request(f"The {what} is not valid JSON: {error}.") from None
 
 

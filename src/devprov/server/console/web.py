@@ -21,9 +21,11 @@ import jinja2
 from aiohttp import web
 
 from devprov.admin import Admin
+from devprov.domain.audit import AuditLog
 from devprov.domain.errors import DpsError
 from devprov.domain.policies import AccessPolicy
 from devprov.server.activity_log import service_call
+from devprov.server.audit_trail import keep
 from devprov.server.console.activity import Activity
 from devprov.server.console.auth import COOKIE, SESSION_SECONDS, Session, Sessions, policy_for
 from devprov.server.console.redact import redact, redact_url
@@ -91,7 +93,9 @@ class Console:
         id_scope: str,
         connector_kinds: list[str],
         after_write: Callable[[], Awaitable[None]] | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
+        self.audit = audit
         self.admin = admin
         self.policies = policies
         self.activity = activity
@@ -196,6 +200,9 @@ class Console:
                 error_code=code,
                 via="console",
             )
+            who = f"console:{context.session.policy.key_name}"
+            resource = next(iter(context.params.values()), None)
+            await keep(self.audit, request, who, resource, status)
 
     async def _csrf_ok(self, request: web.Request, session: Session) -> bool:
         origin = request.headers.get("Origin")
