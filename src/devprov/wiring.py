@@ -255,8 +255,9 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         stack.push_async_callback(messages.close)
         hubs = HubService(CachedDirectory(store), HubDevices(store), messages, presence)
         small_tls_buffers()
-        context = server_context(tls.cert, tls.key)
-        certificate = ServerCertificate(None if settings.tls_pair() else settings.data_dir / "tls")
+        own_tls = None if settings.tls_pair() else settings.data_dir / "tls"
+        context = server_context(tls.cert, tls.key, own_tls)
+        certificate = ServerCertificate(own_tls)
 
         async def cover_hub_names() -> None:
             certificate.cover(context, tls_names(instance, await hubs.hubs()))

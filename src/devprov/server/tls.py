@@ -2,16 +2,22 @@
 
 Keys are ECDSA P-256: the official SDKs all accept it, and its handshakes cost a fraction of RSA's.
 The server certificate is remade when the names it must carry change (a new --host or --name).
+Every worker of `serve --workers N` does this at start and when a built-in hub is linked, so
+making and loading the files happens under an exclusive lock on a file in the TLS directory:
+one process writes, the others then find the files cover their names and only read them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import contextlib
+import fcntl
 import ipaddress
 import logging
 import os
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +34,7 @@ CA_CERT = "ca.pem"
 CA_KEY = "ca-key.pem"
 SERVER_CERT = "server.pem"
 SERVER_KEY = "server-key.pem"
+LOCK_FILE = ".lock"
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
@@ -46,14 +53,31 @@ def server_names(host: str, extra: list[str]) -> list[str]:
     return names
 
 
-def ensure_certificates(tls_dir: Path, names: list[str]) -> TlsFiles:
-    """Create the CA once, and a server certificate for `names` whenever they change."""
+@contextlib.contextmanager
+def locked(tls_dir: Path) -> Iterator[None]:
+    """Hold the TLS directory's lock (an flock, so a killed holder releases it at once)."""
     tls_dir.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(tls_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing the descriptor releases the lock
+
+
+def ensure_certificates(tls_dir: Path, names: list[str]) -> TlsFiles:
+    """Create the CA once, and a server certificate for `names` whenever they change (under
+    the directory's lock: several processes may ask at once)."""
+    with locked(tls_dir):
+        return _ensure_certificates(tls_dir, names)
+
+
+def _ensure_certificates(tls_dir: Path, names: list[str]) -> TlsFiles:
     ca_cert_path, ca_key_path = tls_dir / CA_CERT, tls_dir / CA_KEY
     if not ca_cert_path.exists() or not ca_key_path.exists():
         ca_key = ec.generate_private_key(ec.SECP256R1())
         _write_key(ca_key_path, ca_key)
-        ca_cert_path.write_bytes(_make_ca(ca_key).public_bytes(serialization.Encoding.PEM))
+        _write(ca_cert_path, _make_ca(ca_key).public_bytes(serialization.Encoding.PEM))
     ca_key_loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
     assert isinstance(ca_key_loaded, ec.EllipticCurvePrivateKey)
     ca = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
@@ -62,9 +86,10 @@ def ensure_certificates(tls_dir: Path, names: list[str]) -> TlsFiles:
         key = ec.generate_private_key(ec.SECP256R1())
         _write_key(key_path, key)
         cert = _make_server_cert(key, ca, ca_key_loaded, names)
-        cert_path.write_bytes(
+        _write(
+            cert_path,
             cert.public_bytes(serialization.Encoding.PEM)
-            + ca.public_bytes(serialization.Encoding.PEM)
+            + ca.public_bytes(serialization.Encoding.PEM),
         )
     return TlsFiles(ca_cert_path, cert_path, key_path)
 
@@ -82,10 +107,13 @@ def small_tls_buffers() -> None:
         protocol.max_size = TLS_READ_BUFFER_BYTES
 
 
-def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+def server_context(cert: Path, key: Path, tls_dir: Path | None = None) -> ssl.SSLContext:
+    """A server context with the pair loaded (under `tls_dir`'s lock when devprov made it, so
+    another worker remaking it cannot hand this one a new certificate with the old key)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
+    with locked(tls_dir) if tls_dir is not None else contextlib.nullcontext():
+        context.load_cert_chain(cert, key)
     return context
 
 
@@ -95,8 +123,18 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+    _write(path, data, 0o600)
+
+
+def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write a file whole or not at all (a new file renamed over the old one), so a process
+    killed while writing leaves the old file, never half of one."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as handle:
         handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.replace(path)
 
 
 def _make_ca(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
@@ -218,6 +256,7 @@ class ServerCertificate:
                 ", ".join(sorted(wanted - self._covered)),
             )
         else:
-            files = ensure_certificates(self.tls_dir, names)
-            context.load_cert_chain(files.cert, files.key)
+            with locked(self.tls_dir):  # no other worker rewrites the pair while it is read
+                files = _ensure_certificates(self.tls_dir, names)
+                context.load_cert_chain(files.cert, files.key)
         self._covered = wanted
