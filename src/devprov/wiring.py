@@ -45,12 +45,14 @@ from devprov.log_format import configure_logging
 from devprov.process import raise_file_limit, trim_forever
 from devprov.registration.allocate import AllocationStage
 from devprov.registration.attest import Attestation
+from devprov.registration.claim import Claiming
 from devprov.registration.issue import Issuance
 from devprov.registration.observe import Observer, Observers
 from devprov.registration.place import Placement
 from devprov.registration.ports import CredentialIssuers
 from devprov.registration.provision import Provisioning
 from devprov.registration.service import RegistrationService, RegistrationSettings
+from devprov.registration.settle import Settling
 from devprov.server.activity_log import RegistrationLog
 from devprov.server.amqp_listener import AmqpTlsProtocol
 from devprov.server.app import build_app
@@ -81,7 +83,12 @@ from devprov.store.database import Store
 from devprov.store.directory import CachedDirectory
 from devprov.store.exchanges import StoredExchanges
 from devprov.store.hub_messages import StoredMessageLog
-from devprov.store.registrations import StoredChallenges, StoredOperations, StoredRegistrations
+from devprov.store.registrations import (
+    StoredChallenges,
+    StoredClaims,
+    StoredOperations,
+    StoredRegistrations,
+)
 from devprov.store.schema import head_revision, migrate
 
 log = logging.getLogger(__name__)
@@ -166,6 +173,7 @@ def registration_service(
     exchanges: ExchangeLog | None = None,
     issuers: CredentialIssuers | None = None,
     fast_path_seconds: float = 1.5,
+    deadline_seconds: float = 60.0,
     observers: Iterable[Observer] = (),
 ) -> RegistrationService:
     """The registration service and its stages over a store."""
@@ -173,15 +181,27 @@ def registration_service(
     custom = CustomAllocator(webhooks, functions, exchanges)
     allocators = Allocators({**built_in_allocators(), "custom": custom})
     records = StoredRegistrations(store)
+    operations = StoredOperations(store)
     observing = Observers(observers)
+    claiming = Claiming(StoredClaims(store), deadline_seconds)
+    settling = Settling(CachedDirectory(store), connectors, records, operations, claiming)
     return RegistrationService(
-        RegistrationSettings(id_scope, fast_path_seconds=fast_path_seconds),
+        RegistrationSettings(
+            id_scope, fast_path_seconds=fast_path_seconds, deadline_seconds=deadline_seconds
+        ),
         Attestation(id_scope, directory, StoredChallenges(store)),
         Provisioning(
-            directory, AllocationStage(allocators), Placement(connectors), records, observing
+            directory,
+            AllocationStage(allocators),
+            Placement(connectors),
+            records,
+            observing,
+            claiming,
+            settling,
+            deadline_seconds,
         ),
         records,
-        StoredOperations(store),
+        operations,
         observing,
         Issuance(issuers),
     )
@@ -247,9 +267,12 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             ),
             issuers=IssuingCas(store, settings.data_dir),
             fast_path_seconds=settings.fast_path_seconds,
+            deadline_seconds=settings.registration_deadline,
             observers=watching,
         )
         stack.push_async_callback(registrations.close)
+        sweep = registrations.provisioning.settling.sweep_forever(_sweep_interval(settings))
+        stack.push_async_callback(_cancelled, asyncio.create_task(sweep))
         messages = StoredMessageLog(store, settings.hub_message_retention)
         await messages.start()
         stack.push_async_callback(messages.close)
@@ -370,6 +393,12 @@ async def _every(seconds: float, work: Callable[[], Awaitable[None]]) -> None:
             await work()
         except Exception:
             log.exception("periodic %s failed", getattr(work, "__name__", work))
+
+
+def _sweep_interval(settings: Settings) -> float:
+    """How often each process looks for registrations a stopped process left unfinished: a
+    fraction of the deadline, so they are answered soon after their claims expire."""
+    return min(30.0, max(0.5, settings.registration_deadline / 4))
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

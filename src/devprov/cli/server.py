@@ -98,6 +98,10 @@ def serve(
     max_message_bytes: Annotated[
         int | None, typer.Option(help="Largest device message accepted, payload included.")
     ] = None,
+    registration_deadline: Annotated[
+        float | None,
+        typer.Option(help="Seconds a registration may take, webhook and hub calls included (60)."),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Processes serving the same ports and store (SO_REUSEPORT).")
     ] = None,
@@ -146,6 +150,7 @@ def serve(
         exchange_log_size=exchange_log_size,
         hub_connector_timeout=hub_connector_timeout,
         max_message_bytes=max_message_bytes,
+        registration_deadline=registration_deadline,
         workers=workers,
         log_level=log_level,
         default_hub=default_hub,

@@ -39,6 +39,7 @@ class RegistrationSettings:
     id_scope: str
     fast_path_seconds: float = 1.5
     retry_after_seconds: int = 1
+    deadline_seconds: float = 60.0
 
 
 class RegistrationService:
@@ -152,6 +153,11 @@ class RegistrationService:
                 OPERATION_NOT_FOUND,
             )
         if status.get("status") == "assigning":
+            # The record may be written while the operation is not yet (or never, if that
+            # process was killed in between): the record is the answer then.
+            record = await self.records.answered_by(registration_id, operation_id)
+            if record is not None:
+                return OperationResult(operation_status(operation_id, record["status"], record))
             return OperationResult(status, self.settings.retry_after_seconds)
         return OperationResult(status)
 

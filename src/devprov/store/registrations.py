@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from devprov.domain.claims import Claim
 from devprov.domain.clock import new_etag
 from devprov.domain.ids import id_key
 from devprov.domain.records import Kind, Put, Revisions, StoredDocument
+from devprov.store.connections import DbConnection
 from devprov.store.database import Store
+from devprov.store.tables import operations, registration_claims
 
 Document = dict[str, Any]
 
@@ -35,15 +43,39 @@ class StoredRegistrations:
         )
         return rows[0].document if rows else None
 
-    async def save(self, record: Document, group_id: str | None, operation_id: str) -> None:
+    async def save(
+        self,
+        record: Document,
+        group_id: str | None,
+        operation_id: str,
+        claim: Claim | None = None,
+        settled: bool = True,
+    ) -> None:
+        hub, device = record.get("assignedHub") or "", record.get("deviceId") or ""
+        placed = bool(hub and device)
         columns = {
             "group_key": id_key(group_id) if group_id else None,
             "operation_id": operation_id,
+            "hub_key": hub.lower() if placed else None,
+            "device_key": device.lower() if placed else None,
         }
         key = id_key(record["registrationId"])
-        await self.store.write(
-            [Put(Kind.REGISTRATION, key, record.get("etag") or "", record, columns)]
+        put = Put(Kind.REGISTRATION, key, record.get("etag") or "", record, columns)
+        if claim is None:
+            await self.store.write([put])
+            return
+
+        async def save_and_release(connection: DbConnection) -> None:
+            await self.store._upsert(connection, put)
+            await connection.execute(_release(claim, settled))
+
+        await self.store.run(save_and_release)
+
+    async def holders(self, hub: str, device_id: str) -> list[str]:
+        rows = await self.store.page(
+            Kind.REGISTRATION, where={"hub_key": hub.lower(), "device_key": device_id.lower()}
         )
+        return [row.key for row in rows]
 
 
 class StoredOperations:
@@ -57,8 +89,102 @@ class StoredOperations:
         return stored.document if stored else None
 
     async def save(self, operation_id: str, registration_id: str, status: Document) -> None:
-        columns = {"registration_key": id_key(registration_id)}
+        columns = {"registration_key": id_key(registration_id), "status": status.get("status")}
         await self.store.write([Put(Kind.OPERATION, operation_id, new_etag(), status, columns)])
+
+    async def orphaned(self, before: float, limit: int = 100) -> Sequence[tuple[str, str, str]]:
+        query = (
+            sa.select(operations.c.key, operations.c.registration_key, operations.c.etag)
+            .where(operations.c.status == "assigning", operations.c.updated_at < before)
+            .limit(limit)
+        )
+        async with self.store.database.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [(row.key, row.registration_key, row.etag) for row in rows]
+
+    async def settle(self, operation_id: str, etag: str, status: Document) -> bool:
+        async def replace(connection: DbConnection) -> bool:
+            result = await connection.execute(
+                sa.update(operations)
+                .where(operations.c.key == operation_id, operations.c.etag == etag)
+                .values(
+                    etag=new_etag(),
+                    document=status,
+                    status=status.get("status"),
+                    updated_at=time.time(),
+                )
+            )
+            return bool(result.rowcount)
+
+        return await self.store.run(replace)
+
+
+class StoredClaims:
+    """Registration claims: a row per running registration, unique by registration id and by
+    device id, so any process or node on the same database sees it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def take(
+        self, registration_id: str, device_id: str, owner: str, seconds: float
+    ) -> Claim | None:
+        key, device = id_key(registration_id), id_key(device_id)
+        claims = registration_claims
+
+        async def take(connection: DbConnection) -> Claim | None:
+            now = time.time()
+            rows = (
+                await connection.execute(
+                    sa.select(claims).where(
+                        sa.or_(claims.c.key == key, claims.c.device_key == device)
+                    )
+                )
+            ).all()
+            if any(row.expires_at >= now and row.owner != owner for row in rows):
+                return None
+            if rows:
+                await connection.execute(
+                    sa.delete(claims).where(claims.c.key.in_([row.key for row in rows]))
+                )
+            await connection.execute(
+                sa.insert(claims).values(
+                    key=key, device_key=device, owner=owner, expires_at=now + seconds
+                )
+            )
+            stale = tuple(dict.fromkeys(row.device_key for row in rows if row.owner != owner))
+            return Claim(registration_id, device_id, owner, stale)
+
+        try:
+            return await self.store.run(take)
+        except IntegrityError:  # another node inserted the same claim meanwhile (PostgreSQL)
+            return None
+
+    async def release(self, claim: Claim, settled: bool = True) -> None:
+        async def release(connection: DbConnection) -> None:
+            await connection.execute(_release(claim, settled))
+
+        await self.store.run(release)
+
+    async def expired(self, limit: int = 100) -> list[tuple[str, str]]:
+        claims = registration_claims
+        query = (
+            sa.select(claims.c.key, claims.c.device_key)
+            .where(claims.c.expires_at < time.time())
+            .order_by(claims.c.expires_at)
+            .limit(limit)
+        )
+        async with self.store.database.connect() as connection:
+            return [(row.key, row.device_key) for row in await connection.execute(query)]
+
+
+def _release(claim: Claim, settled: bool) -> sa.Delete | sa.Update:
+    """Delete the claim if it is still this owner's; not `settled`: expire it instead."""
+    claims = registration_claims
+    mine = (claims.c.key == id_key(claim.registration_id), claims.c.owner == claim.owner)
+    if settled:
+        return sa.delete(claims).where(*mine)
+    return sa.update(claims).where(*mine).values(expires_at=0.0)
 
 
 class StoredChallenges:
