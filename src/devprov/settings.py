@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds a registration may take (webhook and hub calls included); then it"
         " fails (500102). A registration a stopped process left unfinished is cleaned up and"
-        " its operation answered 10 s after this.",
+        " its operation answered after twice this (this plus 10 s at most).",
     )
     fast_path_seconds: float = Field(
         1.5, ge=0, description="How long a register waits for its result before answering 202."

@@ -69,9 +69,10 @@ class MemoryRecords:
         operation_id: str,
         claim: Claim | None = None,
         settled: bool = True,
+        keep_claim: bool = False,
     ) -> None:
         self.records[id_key(record["registrationId"])] = (record, group_id, operation_id)
-        if claim is not None and self.claims is not None:
+        if claim is not None and self.claims is not None and not (keep_claim and settled):
             await self.claims.release(claim, settled)
 
     async def holders(self, hub: str, device_id: str) -> list[str]:

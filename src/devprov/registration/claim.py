@@ -3,8 +3,8 @@
 Within a process, registrations of one id queue on an asyncio lock, so the store is asked once
 each; across processes (`serve --workers N`) and nodes (several devprov on one PostgreSQL) the
 claim row is what serializes them: a registration that finds another live claim waits and asks
-again. A claim lasts the registration deadline plus a grace, so one left by a killed process
-expires and is taken over (and its device cleaned up, see settle.py).
+again. A claim lasts the registration deadline plus a grace (the deadline again, at most 10 s),
+so one left by a killed process expires and is taken over (its device cleaned up, settle.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from devprov.domain.claims import Claim
 from devprov.domain.ids import id_key
 from devprov.registration.ports import Claims
 
-CLAIM_GRACE_SECONDS = 10.0  # beyond the deadline: time to write the record of one that ran out
+CLAIM_GRACE_SECONDS = 10.0  # beyond the deadline (at most): to record one that ran out of time
 FIRST_WAIT_SECONDS = 0.01
 LONGEST_WAIT_SECONDS = 0.25
 
@@ -27,7 +27,7 @@ class Claiming:
 
     def __init__(self, claims: Claims, deadline_seconds: float) -> None:
         self.claims = claims
-        self.seconds = deadline_seconds + CLAIM_GRACE_SECONDS
+        self.seconds = deadline_seconds + min(CLAIM_GRACE_SECONDS, deadline_seconds)
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiting: dict[str, int] = {}
 

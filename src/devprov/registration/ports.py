@@ -36,9 +36,11 @@ class RegistrationRecords(Protocol):
         operation_id: str,
         claim: Claim | None = None,
         settled: bool = True,
+        keep_claim: bool = False,
     ) -> None:
         """Write the record; with `claim`, let the claim go in the same transaction (when not
-        `settled`, it is left expired instead, so that the device is cleaned up later)."""
+        `settled`, it is left expired instead, so that the device is cleaned up later; with
+        `keep_claim`, it is kept, for work that follows the record)."""
         ...
 
     async def holders(self, hub: str, device_id: str) -> list[str]:

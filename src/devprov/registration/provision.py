@@ -25,7 +25,8 @@ from devprov.domain.errors import (
     DpsError,
 )
 from devprov.domain.ids import id_key
-from devprov.domain.models import DeviceRegistrationState
+from devprov.domain.models import DeviceRegistrationState, LinkedHub
+from devprov.domain.reprovisioning import Place
 from devprov.protocol.dps import operation_status
 from devprov.registration.allocate import AllocationStage
 from devprov.registration.claim import Claiming
@@ -59,6 +60,8 @@ class _Trace:
     initial_twin: dict[str, Any] | None = None
     placing: bool = False  # a hub was asked to change: a failure now may leave a stray identity
     settled: bool = True  # False: a stray identity may be left (the claim's sweep removes it)
+    leave: Place | None = None  # the hub the device moved away from, left once recorded
+    linked: list[LinkedHub] = field(default_factory=list)
 
 
 class Provisioning:
@@ -144,10 +147,16 @@ class Provisioning:
         record = state.to_wire()
         saving = time.perf_counter()
         if claim is not None:  # without it, the record may be another registration's now
+            leaving = trace.leave is not None and error is None
             try:
                 await self.records.save(
-                    record, attested.group_id, operation_id, claim, trace.settled
+                    record, attested.group_id, operation_id, claim, trace.settled, leaving
                 )
+                if trace.leave is not None and leaving:
+                    # Only now that the record names the new hub: killed before this, the
+                    # device is on both (the claim's sweep then removes the old one).
+                    left = await self.placement.leave(trace.linked, trace.leave)
+                    await self.claiming.claims.release(claim, trace.settled and left)
             except BaseException:  # its sweep cleans up whatever this registration left
                 await asyncio.shield(self.claiming.claims.release(claim, settled=False))
                 raise
@@ -204,7 +213,10 @@ class Provisioning:
         started = time.perf_counter()
         trace.placing = True
         try:
-            trace.initial_twin = await self.placement.place(attested, hub, device_id, plan, linked)
+            trace.initial_twin = await self.placement.place(
+                attested, hub, device_id, plan, linked, leaving=False
+            )
+            trace.leave, trace.linked = plan.leave, linked
             for stray in claim.stale_devices:  # a registration before this one was cut short
                 trace.settled = await self.settling.clear(stray, keep=hub.host_name) and (
                     trace.settled

@@ -50,6 +50,7 @@ class StoredRegistrations:
         operation_id: str,
         claim: Claim | None = None,
         settled: bool = True,
+        keep_claim: bool = False,
     ) -> None:
         hub, device = record.get("assignedHub") or "", record.get("deviceId") or ""
         placed = bool(hub and device)
@@ -61,7 +62,7 @@ class StoredRegistrations:
         }
         key = id_key(record["registrationId"])
         put = Put(Kind.REGISTRATION, key, record.get("etag") or "", record, columns)
-        if claim is None:
+        if claim is None or (keep_claim and settled):
             await self.store.write([put])
             return
 
