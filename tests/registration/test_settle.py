@@ -11,7 +11,7 @@ from devprov.domain.records import Kind, Put
 from devprov.protocol.dps import operation_status
 from devprov.store.registrations import StoredClaims, StoredOperations
 from devprov.store.tables import operations
-from tests.conftest import Running
+from tests.conftest import Running, Webhook
 from tests.helpers import create_enrollment, device_request, device_token, primary_key
 from tests.registration.test_one_place import identities, register_until_done
 
@@ -125,3 +125,26 @@ async def _operation_of(running: Running, registration_id: str) -> str:
         table = sa.table("registrations", sa.column("key"), sa.column("operation_id"))
         query = sa.select(table.c.operation_id).where(table.c.key == registration_id)
         return str((await connection.execute(query)).scalar_one())
+
+
+async def test_a_registration_that_fails_leaves_the_stray_to_the_sweep(
+    devprov: Running, webhook: Webhook
+) -> None:
+    """Taking over a cut-short claim and then failing before placing (here the webhook
+    refuses), a registration has not removed the stray: it leaves the claim to the sweep."""
+    key = await on_hub_a_and_a_stray_on_hub_b(devprov)
+    await create_enrollment(
+        devprov,
+        "dev",
+        attestation={"type": "symmetricKey", "symmetricKey": {"primaryKey": key}},
+        allocationPolicy="custom",
+        customAllocationDefinition={"webhookUrl": webhook.url, "apiVersion": "2021-10-01"},
+    )
+    webhook.answer({"message": "not now"}, status=500)
+
+    state = await register_until_done(devprov, "dev", key)
+    await devprov.devprov.registrations.provisioning.settling.sweep()
+
+    assert (state["status"], state["errorCode"]) == ("failed", 400207)
+    assert await identities(devprov, "dev") == ["hub-a.example"]
+    assert await claims_left(devprov) == 0

@@ -106,6 +106,9 @@ class Provisioning:
             try:
                 async with asyncio.timeout(self.deadline_seconds):
                     claim = await self.claiming.take(registration_id, device_id, operation_id)
+                    # Taken over from a registration cut short: settled once its strays are
+                    # cleared below; failing before that, the sweep clears them.
+                    trace.settled = not claim.stale_devices
                     # Read again under the claim: a registration of this id may have just
                     # finished, in this process or another.
                     previous_record = await self.records.read(registration_id)
@@ -113,18 +116,18 @@ class Provisioning:
                     state = await self._assign(attested, payload, previous, pending, trace, claim)
             except DpsError as refusal:
                 error = refusal
-                trace.settled = not trace.placing  # a hub that failed may have done it anyway
+                trace.settled &= not trace.placing  # a hub that failed may have done it anyway
             except TimeoutError:
                 error = DpsError(
                     500,
                     REGISTRATION_DEADLINE,
                     f"The registration did not finish within {self.deadline_seconds:g} s.",
                 )
-                trace.settled = not trace.placing
+                trace.settled &= not trace.placing
             except Exception:
                 log.exception("registration of %s failed", registration_id)
                 error = DpsError(500, INTERNAL_ERROR, "Internal error while assigning.")
-                trace.settled = not trace.placing
+                trace.settled &= not trace.placing
             if error is not None:
                 if previous is None and claim is None:
                     previous = _state(previous_record)
@@ -217,10 +220,12 @@ class Provisioning:
                 attested, hub, device_id, plan, linked, leaving=False
             )
             trace.leave, trace.linked = plan.leave, linked
-            for stray in claim.stale_devices:  # a registration before this one was cut short
-                trace.settled = await self.settling.clear(stray, keep=hub.host_name) and (
-                    trace.settled
-                )
+            if claim.stale_devices:  # a registration before this one was cut short
+                cleared = [
+                    await self.settling.clear(stray, keep=hub.host_name)
+                    for stray in claim.stale_devices
+                ]
+                trace.settled = all(cleared)
         finally:
             trace.stages["placement"] = time.perf_counter() - started
         if self.observers:
