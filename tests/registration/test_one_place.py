@@ -71,7 +71,8 @@ async def one_device_many_registrations(
         states = await asyncio.gather(
             *(register_until_done(nodes[n % len(nodes)], "racer", key) for n in range(at_once))
         )
-        assert {state["status"] for state in states} == {"assigned"}
+        failed = [state for state in states if state["status"] != "assigned"]
+        assert not failed, failed[:3]
         record = await running.devprov.store.get(Kind.REGISTRATION, "racer")
         assert record is not None
         assert await identities(running, "racer") == [record.document["assignedHub"]]
@@ -97,7 +98,7 @@ async def test_two_nodes_on_one_database_leave_one_identity(
         amqp_port=free_port(),
     )
     try:
-        await one_device_many_registrations([devprov, other], webhook, rounds=3, at_once=50)
+        await one_device_many_registrations([devprov, other], webhook, rounds=2, at_once=50)
     finally:
         await other.devprov.close()
 
