@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from devprov.domain.claims import Claim
 from devprov.domain.clock import new_etag
@@ -158,7 +158,9 @@ class StoredClaims:
 
         try:
             return await self.store.run(take)
-        except IntegrityError:  # another node inserted the same claim meanwhile (PostgreSQL)
+        except (IntegrityError, OperationalError):
+            # Another node inserted the same claim meanwhile, or PostgreSQL chose this
+            # transaction to break a deadlock between nodes: not taken, ask again.
             return None
 
     async def release(self, claim: Claim, settled: bool = True) -> None:
