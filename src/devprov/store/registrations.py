@@ -15,9 +15,26 @@ from devprov.domain.ids import id_key
 from devprov.domain.records import Kind, Put, Revisions, StoredDocument
 from devprov.store.connections import DbConnection
 from devprov.store.database import Store
-from devprov.store.tables import operations, registration_claims
+from devprov.store.tables import operations, registration_claims, registrations
 
 Document = dict[str, Any]
+
+# Built once, so that each registration's claim costs no statement building or compiling.
+_claims = registration_claims
+_CLAIMS_OF = sa.select(
+    _claims.c.key, _claims.c.device_key, _claims.c.owner, _claims.c.expires_at
+).where(
+    sa.or_(_claims.c.key == sa.bindparam("key"), _claims.c.device_key == sa.bindparam("device"))
+)
+_DELETE_CLAIMS = sa.delete(_claims).where(_claims.c.key.in_(sa.bindparam("keys", expanding=True)))
+_INSERT_CLAIM = sa.insert(_claims)
+_MINE = (_claims.c.key == sa.bindparam("claim"), _claims.c.owner == sa.bindparam("holder"))
+_RELEASE = sa.delete(_claims).where(*_MINE)
+_EXPIRE = sa.update(_claims).where(*_MINE).values(expires_at=0.0)
+_HOLDERS = sa.select(registrations.c.key).where(
+    registrations.c.device_key == sa.bindparam("device"),
+    registrations.c.hub_key == sa.bindparam("hub"),
+)
 
 
 class StoredRegistrations:
@@ -68,15 +85,14 @@ class StoredRegistrations:
 
         async def save_and_release(connection: DbConnection) -> None:
             await self.store._upsert(connection, put)
-            await connection.execute(_release(claim, settled))
+            await _release(connection, claim, settled)
 
         await self.store.run(save_and_release)
 
     async def holders(self, hub: str, device_id: str) -> list[str]:
-        rows = await self.store.page(
-            Kind.REGISTRATION, where={"hub_key": hub.lower(), "device_key": device_id.lower()}
-        )
-        return [row.key for row in rows]
+        parameters = {"hub": hub.lower(), "device": device_id.lower()}
+        async with self.store.database.connect() as connection:
+            return list((await connection.execute(_HOLDERS, parameters)).scalars())
 
 
 class StoredOperations:
@@ -131,28 +147,17 @@ class StoredClaims:
         self, registration_id: str, device_id: str, owner: str, seconds: float
     ) -> Claim | None:
         key, device = id_key(registration_id), id_key(device_id)
-        claims = registration_claims
 
         async def take(connection: DbConnection) -> Claim | None:
             now = time.time()
-            rows = (
-                await connection.execute(
-                    sa.select(claims).where(
-                        sa.or_(claims.c.key == key, claims.c.device_key == device)
-                    )
-                )
-            ).all()
+            found = await connection.execute(_CLAIMS_OF, {"key": key, "device": device})
+            rows = found.all()
             if any(row.expires_at >= now and row.owner != owner for row in rows):
                 return None
             if rows:
-                await connection.execute(
-                    sa.delete(claims).where(claims.c.key.in_([row.key for row in rows]))
-                )
-            await connection.execute(
-                sa.insert(claims).values(
-                    key=key, device_key=device, owner=owner, expires_at=now + seconds
-                )
-            )
+                await connection.execute(_DELETE_CLAIMS, {"keys": [row.key for row in rows]})
+            claim = {"key": key, "device_key": device, "owner": owner, "expires_at": now + seconds}
+            await connection.execute(_INSERT_CLAIM, claim)
             stale = tuple(dict.fromkeys(row.device_key for row in rows if row.owner != owner))
             return Claim(registration_id, device_id, owner, stale)
 
@@ -165,7 +170,7 @@ class StoredClaims:
 
     async def release(self, claim: Claim, settled: bool = True) -> None:
         async def release(connection: DbConnection) -> None:
-            await connection.execute(_release(claim, settled))
+            await _release(connection, claim, settled)
 
         await self.store.run(release)
 
@@ -179,15 +184,6 @@ class StoredClaims:
         )
         async with self.store.database.connect() as connection:
             return [(row.key, row.device_key) for row in await connection.execute(query)]
-
-
-def _release(claim: Claim, settled: bool) -> sa.Delete | sa.Update:
-    """Delete the claim if it is still this owner's; not `settled`: expire it instead."""
-    claims = registration_claims
-    mine = (claims.c.key == id_key(claim.registration_id), claims.c.owner == claim.owner)
-    if settled:
-        return sa.delete(claims).where(*mine)
-    return sa.update(claims).where(*mine).values(expires_at=0.0)
 
 
 class StoredChallenges:
@@ -214,3 +210,9 @@ class StoredChallenges:
             return Put(Kind.TPM_CHALLENGE, key, new_etag(), {**challenge, "used": True})
 
         return await self.store.update(Kind.TPM_CHALLENGE, key, mark_used) is not None
+
+
+async def _release(connection: DbConnection, claim: Claim, settled: bool) -> None:
+    """Delete the claim if it is still this owner's; not `settled`: expire it instead."""
+    mine = {"claim": id_key(claim.registration_id), "holder": claim.owner}
+    await connection.execute(_RELEASE if settled else _EXPIRE, mine)
