@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from devprov.domain.claims import Claim
@@ -28,6 +29,10 @@ _CLAIMS_OF = sa.select(
 )
 _DELETE_CLAIMS = sa.delete(_claims).where(_claims.c.key.in_(sa.bindparam("keys", expanding=True)))
 _INSERT_CLAIM = sa.insert(_claims)
+_INSERT_FREE_CLAIM = {  # inserts nothing when either id is claimed (expired or not)
+    "sqlite": sqlite.insert(_claims).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(_claims).on_conflict_do_nothing(),
+}
 _MINE = (_claims.c.key == sa.bindparam("claim"), _claims.c.owner == sa.bindparam("holder"))
 _RELEASE = sa.delete(_claims).where(*_MINE)
 _EXPIRE = sa.update(_claims).where(*_MINE).values(expires_at=0.0)
@@ -148,15 +153,19 @@ class StoredClaims:
     ) -> Claim | None:
         key, device = id_key(registration_id), id_key(device_id)
 
+        insert_free = _INSERT_FREE_CLAIM[self.store.database.dialect_name]
+
         async def take(connection: DbConnection) -> Claim | None:
             now = time.time()
+            claim = {"key": key, "device_key": device, "owner": owner, "expires_at": now + seconds}
+            if (await connection.execute(insert_free, claim)).rowcount == 1:
+                return Claim(registration_id, device_id, owner)  # the usual case: one statement
             found = await connection.execute(_CLAIMS_OF, {"key": key, "device": device})
             rows = found.all()
             if any(row.expires_at >= now and row.owner != owner for row in rows):
                 return None
             if rows:
                 await connection.execute(_DELETE_CLAIMS, {"keys": [row.key for row in rows]})
-            claim = {"key": key, "device_key": device, "owner": owner, "expires_at": now + seconds}
             await connection.execute(_INSERT_CLAIM, claim)
             stale = tuple(dict.fromkeys(row.device_key for row in rows if row.owner != owner))
             return Claim(registration_id, device_id, owner, stale)
