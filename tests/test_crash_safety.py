@@ -37,7 +37,7 @@ from devprov.store.connections import normalize_url
 from tests.conftest import free_port
 
 DEADLINE = 3.0  # --registration-deadline: claims last twice this, the sweep runs every 0.75 s
-SETTLED_AFTER = 2 * DEADLINE + 3.0  # a claim expired, and a sweep or two after it
+SETTLED_WITHIN = 4 * DEADLINE + 20.0  # claims expired, and sweeps after them (a loaded machine)
 HUBS = ["hub-a.example", "hub-b.example"]
 
 
@@ -142,8 +142,12 @@ async def kill_cycles(tmp_path: Path, database_url: str, webhook: str, cycles: i
             check(database_url, outcomes.assigned, settled=False)
         orphans = assigning(database_url)
         await server.start()  # the last restart: what it finds unfinished, it settles
-        await asyncio.sleep(SETTLED_AFTER)
-        report.records = check(database_url, outcomes.assigned, settled=True)
+        await settled(database_url)
+        try:
+            report.records = check(database_url, outcomes.assigned, settled=True)
+        except AssertionError as failure:
+            state, log = state_of(database_url, str(failure)), server.log.read_text()[-4000:]
+            raise AssertionError(f"{failure}\n{state}\nserver log:\n{log}") from None
         report.orphans_answered = len(orphans)
         if orphans:  # a device polling an orphaned operation is answered
             operation_id, registration_id = orphans[0]
@@ -206,6 +210,44 @@ async def poll(target: Target, fleet: Fleet, registration_id: str, operation_id:
         connection.close()
     assert status == 200, body
     return str(json.loads(body)["status"])
+
+
+async def settled(database_url: str) -> None:
+    """Wait (at most SETTLED_WITHIN s) until no claim is left and no operation `assigning`."""
+    deadline = time.monotonic() + SETTLED_WITHIN
+    while time.monotonic() < deadline:
+        engine = _engine(database_url)
+        with engine.connect() as connection:
+            left = connection.execute(
+                sa.text(
+                    "SELECT (SELECT count(*) FROM registration_claims)"
+                    " + (SELECT count(*) FROM operations WHERE status = 'assigning')"
+                )
+            ).scalar_one()
+        engine.dispose()
+        if not left:
+            return
+        await asyncio.sleep(0.5)
+
+
+def state_of(database_url: str, failure: str) -> str:
+    """What the store holds about the device a failed check names, to say why."""
+    device = failure.split()[0].lower()
+    engine = _engine(database_url)
+    with engine.connect() as connection:
+        rows = [
+            f"{table}: {connection.execute(sa.text(query), {'d': device}).all()}"
+            for table, query in (
+                ("claims", "SELECT * FROM registration_claims WHERE device_key = :d"),
+                ("record", "SELECT key, hub_key, device_key, operation_id, document"
+                 " FROM registrations WHERE device_key = :d OR key = :d"),
+                ("identities", "SELECT key, etag FROM hub_devices WHERE key LIKE '%/' || :d"),
+                ("operations", "SELECT key, status, updated_at FROM operations"
+                 " WHERE registration_key = :d"),
+            )
+        ]  # fmt: skip
+    engine.dispose()
+    return "\n".join(rows)
 
 
 def _engine(database_url: str) -> sa.Engine:
