@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         description="Seconds a hub connector's call (an identity on an external hub) may take,"
         " retries of throttling and server errors included; then the registration fails (400213).",
     )
+    registration_deadline: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a registration may take (webhook and hub calls included); then it"
+        " fails (500102). A registration a stopped process left unfinished is cleaned up and"
+        " its operation answered after twice this (this plus 10 s at most).",
+    )
     fast_path_seconds: float = Field(
         1.5, ge=0, description="How long a register waits for its result before answering 202."
     )

@@ -47,12 +47,14 @@ from devprov.log_format import configure_logging
 from devprov.process import raise_file_limit, trim_forever
 from devprov.registration.allocate import AllocationStage
 from devprov.registration.attest import Attestation
+from devprov.registration.claim import Claiming
 from devprov.registration.issue import Issuance
 from devprov.registration.observe import Observer, Observers
 from devprov.registration.place import Placement
 from devprov.registration.ports import CredentialIssuers
 from devprov.registration.provision import Provisioning
 from devprov.registration.service import RegistrationService, RegistrationSettings
+from devprov.registration.settle import Settling
 from devprov.server.activity_log import RegistrationLog
 from devprov.server.amqp_listener import AmqpTlsProtocol
 from devprov.server.amqp_session import AmqpLimits
@@ -91,7 +93,12 @@ from devprov.store.deployment import DeploymentIdentity, claim
 from devprov.store.directory import CachedDirectory
 from devprov.store.exchanges import StoredExchanges
 from devprov.store.hub_messages import StoredMessageLog
-from devprov.store.registrations import StoredChallenges, StoredOperations, StoredRegistrations
+from devprov.store.registrations import (
+    StoredChallenges,
+    StoredClaims,
+    StoredOperations,
+    StoredRegistrations,
+)
 from devprov.store.schema import compact, head_revision, migrate
 
 log = logging.getLogger(__name__)
@@ -200,6 +207,7 @@ def registration_service(
     exchanges: ExchangeLog | None = None,
     issuers: CredentialIssuers | None = None,
     fast_path_seconds: float = 1.5,
+    deadline_seconds: float = 60.0,
     observers: Iterable[Observer] = (),
     admission: Settings | None = None,
 ) -> RegistrationService:
@@ -209,6 +217,7 @@ def registration_service(
     custom = CustomAllocator(webhooks, functions, exchanges)
     allocators = Allocators({**built_in_allocators(), "custom": custom})
     records = StoredRegistrations(store)
+    operations = StoredOperations(store)
     observing = Observers(observers)
     limits = (
         {
@@ -220,14 +229,28 @@ def registration_service(
         else {}
     )
     lifetime = admission.sas_max_lifetime if admission else DEFAULT_MAX_LIFETIME_SECONDS
+    claiming = Claiming(StoredClaims(store), deadline_seconds)
+    settling = Settling(CachedDirectory(store), connectors, records, operations, claiming)
     return RegistrationService(
-        RegistrationSettings(id_scope, fast_path_seconds=fast_path_seconds, **limits),
+        RegistrationSettings(
+            id_scope,
+            fast_path_seconds=fast_path_seconds,
+            deadline_seconds=deadline_seconds,
+            **limits,
+        ),
         Attestation(id_scope, directory, StoredChallenges(store), lifetime),
         Provisioning(
-            directory, AllocationStage(allocators), Placement(connectors), records, observing
+            directory,
+            AllocationStage(allocators),
+            Placement(connectors),
+            records,
+            observing,
+            claiming,
+            settling,
+            deadline_seconds,
         ),
         records,
-        StoredOperations(store),
+        operations,
         observing,
         Issuance(issuers),
     )
@@ -315,19 +338,21 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             ),
             issuers=issuers,
             fast_path_seconds=settings.fast_path_seconds,
+            deadline_seconds=settings.registration_deadline,
             observers=watching,
             admission=settings,
         )
         stack.push_async_callback(registrations.close)
+        sweep = registrations.provisioning.settling.sweep_forever(_sweep_interval(settings))
+        stack.push_async_callback(_cancelled, asyncio.create_task(sweep))
         messages = StoredMessageLog(store, settings.hub_message_retention)
         await messages.start()
         stack.push_async_callback(messages.close)
         hubs = HubService(CachedDirectory(store), HubDevices(store), messages, presence)
         small_tls_buffers()
-        context = server_context(tls.cert, tls.key, sealer)
-        certificate = ServerCertificate(
-            None if settings.tls_pair() else settings.data_dir / "tls", sealer
-        )
+        own_tls = None if settings.tls_pair() else settings.data_dir / "tls"
+        context = server_context(tls.cert, tls.key, sealer, own_tls)
+        certificate = ServerCertificate(own_tls, sealer)
 
         async def cover_hub_names() -> None:
             certificate.cover(context, tls_names(instance, await hubs.hubs()))
@@ -487,6 +512,12 @@ async def _every(seconds: float, work: Callable[[], Awaitable[None]]) -> None:
             await work()
         except Exception:
             log.exception("periodic %s failed", getattr(work, "__name__", work))
+
+
+def _sweep_interval(settings: Settings) -> float:
+    """How often each process looks for registrations a stopped process left unfinished: a
+    fraction of the deadline, so they are answered soon after their claims expire."""
+    return min(30.0, max(0.5, settings.registration_deadline / 4))
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

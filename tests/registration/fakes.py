@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
 
 from devprov.domain.cas import KnownCa
+from devprov.domain.claims import Claim
 from devprov.domain.ids import id_key
 from devprov.domain.models import EnrollmentGroup, IndividualEnrollment, LinkedHub
 from devprov.domain.records import Revisions
@@ -47,6 +49,7 @@ class MemoryDirectory:
 @dataclass
 class MemoryRecords:
     records: dict[str, tuple[Document, str | None, str]] = field(default_factory=dict)
+    claims: MemoryClaims | None = None
 
     async def read_with_revisions(self, registration_id: str) -> tuple[Revisions, Document | None]:
         return (1,), await self.read(registration_id)
@@ -59,8 +62,60 @@ class MemoryRecords:
         found = self.records.get(id_key(registration_id))
         return found[0] if found and found[2] == operation_id else None
 
-    async def save(self, record: Document, group_id: str | None, operation_id: str) -> None:
+    async def save(
+        self,
+        record: Document,
+        group_id: str | None,
+        operation_id: str,
+        claim: Claim | None = None,
+        settled: bool = True,
+        keep_claim: bool = False,
+    ) -> None:
         self.records[id_key(record["registrationId"])] = (record, group_id, operation_id)
+        if claim is not None and self.claims is not None and not (keep_claim and settled):
+            await self.claims.release(claim, settled)
+
+    async def holders(self, hub: str, device_id: str) -> list[str]:
+        return [
+            key
+            for key, (record, _, _) in self.records.items()
+            if (record.get("assignedHub") or "").lower() == hub.lower()
+            and (record.get("deviceId") or "").lower() == device_id.lower()
+        ]
+
+
+@dataclass
+class MemoryClaims:
+    """Claims in a dict: (registration key) -> (device key, owner, expires at)."""
+
+    claims: dict[str, tuple[str, str, float]] = field(default_factory=dict)
+
+    async def take(
+        self, registration_id: str, device_id: str, owner: str, seconds: float
+    ) -> Claim | None:
+        key, device, now = id_key(registration_id), id_key(device_id), time.time()
+        found = {k: v for k, v in self.claims.items() if k == key or v[0] == device}
+        if any(expires >= now and holder != owner for _, holder, expires in found.values()):
+            return None
+        for k in found:
+            del self.claims[k]
+        self.claims[key] = (device, owner, now + seconds)
+        stale = tuple(dict.fromkeys(d for d, holder, _ in found.values() if holder != owner))
+        return Claim(registration_id, device_id, owner, stale)
+
+    async def release(self, claim: Claim, settled: bool = True) -> None:
+        key = id_key(claim.registration_id)
+        current = self.claims.get(key)
+        if current is None or current[1] != claim.owner:
+            return
+        if settled:
+            del self.claims[key]
+        else:
+            self.claims[key] = (current[0], current[1], 0.0)
+
+    async def expired(self, limit: int = 100) -> list[tuple[str, str]]:
+        now = time.time()
+        return [(k, v[0]) for k, v in self.claims.items() if v[2] < now][:limit]
 
 
 @dataclass
@@ -72,6 +127,13 @@ class MemoryOperations:
 
     async def save(self, operation_id: str, registration_id: str, status: Document) -> None:
         self.statuses[operation_id] = status
+
+    async def orphaned(self, before: float, limit: int = 100) -> list[tuple[str, str, str]]:
+        return []  # written now: never older than a deadline in a unit test
+
+    async def settle(self, operation_id: str, etag: str, status: Document) -> bool:
+        self.statuses[operation_id] = status
+        return True
 
 
 @dataclass

@@ -13,14 +13,17 @@ from devprov.domain.errors import DpsError
 from devprov.protocol.dps import RegisterRequest
 from devprov.registration.allocate import AllocationStage
 from devprov.registration.attest import Attestation, DeviceProof
+from devprov.registration.claim import Claiming
 from devprov.registration.observe import Observers, RegistrationEvent, Request, handling
 from devprov.registration.place import Placement
 from devprov.registration.provision import Provisioning
 from devprov.registration.service import RegistrationService, RegistrationSettings
+from devprov.registration.settle import Settling
 from tests.helpers import device_token
 from tests.registration.fakes import (
     KEY,
     MemoryChallenges,
+    MemoryClaims,
     MemoryDirectory,
     MemoryHub,
     MemoryOperations,
@@ -53,22 +56,29 @@ class Service:
         self.directory = MemoryDirectory(
             individuals={"dev-1": individual(**enrollment)}, hubs=linked("hub.example")
         )
-        self.records = MemoryRecords()
+        self.claims = MemoryClaims()
+        self.records = MemoryRecords(claims=self.claims)
         self.operations = MemoryOperations()
         self.hub = MemoryHub()
         self.events: list[RegistrationEvent] = []
         self.gate = Gate()
         observers = Observers([self.events.append])
         allocators = Allocators({**built_in_allocators(), "static": self.gate})
+        connector = OneConnector(self.hub)
+        claiming = Claiming(self.claims, deadline_seconds=60)
+        settling = Settling(self.directory, connector, self.records, self.operations, claiming)
         self.service = RegistrationService(
             RegistrationSettings(SCOPE, fast_path_seconds=fast_path_seconds),
             Attestation(SCOPE, self.directory, MemoryChallenges()),
             Provisioning(
                 self.directory,
                 AllocationStage(allocators),
-                Placement(OneConnector(self.hub)),
+                Placement(connector),
                 self.records,
                 observers,
+                claiming,
+                settling,
+                60,
             ),
             self.records,
             self.operations,

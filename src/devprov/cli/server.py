@@ -112,6 +112,10 @@ def serve(
     audit_retention_days: Annotated[
         float | None, typer.Option(help="Days the audit trail keeps an entry (90).")
     ] = None,
+    registration_deadline: Annotated[
+        float | None,
+        typer.Option(help="Seconds a registration may take, webhook and hub calls included (60)."),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Processes serving the same ports and store (SO_REUSEPORT).")
     ] = None,
@@ -202,6 +206,7 @@ def serve(
         hub_connector_timeout=hub_connector_timeout,
         audit_retention_days=audit_retention_days,
         max_message_bytes=max_message_bytes,
+        registration_deadline=registration_deadline,
         workers=workers,
         drain_seconds=drain_seconds,
         log_level=log_level,

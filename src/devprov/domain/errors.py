@@ -50,12 +50,17 @@ EXCHANGE_NOT_FOUND = 404208
 ROUTE_NOT_FOUND = 404000
 METHOD_NOT_ALLOWED = 405000
 ALREADY_EXISTS = 409201
+# A registration refused because its deviceId is another registration's on that hub.
+DEVICE_ID_TAKEN = 409202
 ETAG_MISMATCH = 412001
 REQUEST_TIMEOUT = 408001
 MESSAGE_TOO_LARGE = 413001
 UNSUPPORTED_MEDIA_TYPE = 415001
 THROTTLED = 429001
 INTERNAL_ERROR = 500000
+# A registration that did not finish: devprov stopped under it, or it ran past its deadline.
+REGISTRATION_INTERRUPTED = 500101
+REGISTRATION_DEADLINE = 500102
 
 
 @dataclass

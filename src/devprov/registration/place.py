@@ -29,15 +29,24 @@ class Placement:
         device_id: str,
         plan: Plan,
         linked: list[LinkedHub],
+        leaving: bool = True,
     ) -> dict[str, Any] | None:
-        """Carry out the plan; answers the initial twin applied on the hub (None: none was)."""
+        """Carry out the plan; answers the initial twin applied on the hub (None: none was).
+
+        Not `leaving`: the device stays on its old hub until the caller calls `leave` (once
+        the record names the new one, so that a crash in between leaves a device on two hubs,
+        which is cleaned up, rather than on none its record names)."""
         twin = plan.twin
         if plan.carry_twin_from is not None:
             twin = await self._old_twin(linked, plan.carry_twin_from)
         await self._put_on_hub(attested, hub, device_id, twin)
-        if plan.leave is not None:
+        if leaving and plan.leave is not None:
             await self._remove(linked, plan.leave)
         return twin
+
+    async def leave(self, linked: list[LinkedHub], place: Place) -> bool:
+        """Remove the device from the hub it left; False if that hub failed to answer."""
+        return await self._remove(linked, place)
 
     async def _put_on_hub(
         self, attested: Attested, hub: LinkedHub, device_id: str, twin: dict[str, Any] | None
@@ -82,15 +91,17 @@ class Placement:
             ) from None
         return twin or {}
 
-    async def _remove(self, linked: list[LinkedHub], place: Place) -> None:
+    async def _remove(self, linked: list[LinkedHub], place: Place) -> bool:
         hub = _linked(linked, place.hub)
         if hub is None:
-            return
+            return True
         try:
             connector = await self.connectors.for_hub(hub)
             await connector.remove_device(hub, place.device_id)
         except Exception as exc:
             _log_failure(exc, "could not remove %s from %s after it moved", *_names(place))
+            return False
+        return True
 
 
 def _log_failure(exc: Exception, message: str, *args: object) -> None:

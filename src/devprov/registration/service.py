@@ -47,6 +47,7 @@ class RegistrationSettings:
     """The same, for one registration id."""
     throttle_retry_after: int = 3
     """The Retry-After of a register answered 429."""
+    deadline_seconds: float = 60.0
 
 
 class RegistrationService:
@@ -169,6 +170,11 @@ class RegistrationService:
                 OPERATION_NOT_FOUND,
             )
         if status.get("status") == "assigning":
+            # The record may be written while the operation is not yet (or never, if that
+            # process was killed in between): the record is the answer then.
+            record = await self.records.answered_by(registration_id, operation_id)
+            if record is not None:
+                return OperationResult(operation_status(operation_id, record["status"], record))
             return OperationResult(status, self.settings.retry_after_seconds)
         return OperationResult(status)
 

@@ -5,16 +5,22 @@ The server certificate is remade when the names it must carry change (a new --ho
 Given a sealer, the keys are written as encrypted PKCS#8 PEM under a password derived from the
 sealing key (TLS loads keys from files, so they cannot be sealed text); keys written before
 devprov sealed are encrypted the next time the certificates are ensured.
+Every worker of `serve --workers N` does this at start and when a built-in hub is linked, so
+making and loading the files happens under an exclusive lock on a file in the TLS directory:
+one process writes, the others then find the files cover their names and only read them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import contextlib
+import fcntl
 import ipaddress
 import logging
 import os
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +39,7 @@ CA_CERT = "ca.pem"
 CA_KEY = "ca-key.pem"
 SERVER_CERT = "server.pem"
 SERVER_KEY = "server-key.pem"
+LOCK_FILE = ".lock"
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
@@ -51,10 +58,29 @@ def server_names(host: str, extra: list[str]) -> list[str]:
     return names
 
 
+@contextlib.contextmanager
+def locked(tls_dir: Path) -> Iterator[None]:
+    """Hold the TLS directory's lock (an flock, so a killed holder releases it at once; not
+    reentrant: functions called under it take none)."""
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(tls_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing the descriptor releases the lock
+
+
 def ensure_certificates(tls_dir: Path, names: list[str], sealer: Sealer | None = None) -> TlsFiles:
-    """Create the CA once, and a server certificate for `names` whenever they change."""
+    """Create the CA once, and a server certificate for `names` whenever they change (under
+    the directory's lock: several processes may ask at once)."""
+    with locked(tls_dir):
+        return _ensure_certificates(tls_dir, names, sealer)
+
+
+def _ensure_certificates(tls_dir: Path, names: list[str], sealer: Sealer | None) -> TlsFiles:
     ca_cert_path, ca_key_path = tls_dir / CA_CERT, tls_dir / CA_KEY
-    ensure_ca(tls_dir, sealer)
+    _ensure_ca(tls_dir, sealer)
     ca_key_loaded = read_key(ca_key_path, sealer)
     ca = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
     cert_path, key_path = tls_dir / SERVER_CERT, tls_dir / SERVER_KEY
@@ -62,9 +88,10 @@ def ensure_certificates(tls_dir: Path, names: list[str], sealer: Sealer | None =
         key = ec.generate_private_key(ec.SECP256R1())
         _write_key(key_path, key, sealer)
         cert = _make_server_cert(key, ca, ca_key_loaded, names)
-        cert_path.write_bytes(
+        _write(
+            cert_path,
             cert.public_bytes(serialization.Encoding.PEM)
-            + ca.public_bytes(serialization.Encoding.PEM)
+            + ca.public_bytes(serialization.Encoding.PEM),
         )
     elif sealer is not None:
         reseal_key(key_path, sealer)
@@ -76,12 +103,16 @@ def ensure_certificates(tls_dir: Path, names: list[str], sealer: Sealer | None =
 def ensure_ca(tls_dir: Path, sealer: Sealer | None = None) -> tuple[str, str]:
     """The data dir's CA, made on first use: its certificate and its key as PEM text (the key
     unencrypted, for the shared store to seal)."""
-    tls_dir.mkdir(parents=True, exist_ok=True)
+    with locked(tls_dir):
+        return _ensure_ca(tls_dir, sealer)
+
+
+def _ensure_ca(tls_dir: Path, sealer: Sealer | None) -> tuple[str, str]:
     ca_cert_path, ca_key_path = tls_dir / CA_CERT, tls_dir / CA_KEY
     if not ca_cert_path.exists() or not ca_key_path.exists():
         ca_key = ec.generate_private_key(ec.SECP256R1())
         _write_key(ca_key_path, ca_key, sealer)
-        ca_cert_path.write_bytes(_make_ca(ca_key).public_bytes(serialization.Encoding.PEM))
+        _write(ca_cert_path, _make_ca(ca_key).public_bytes(serialization.Encoding.PEM))
     plain = read_key(ca_key_path, sealer).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -91,14 +122,14 @@ def ensure_ca(tls_dir: Path, sealer: Sealer | None = None) -> tuple[str, str]:
 def install_ca(tls_dir: Path, ca_cert: str, ca_key: str, sealer: Sealer | None = None) -> None:
     """Make `ca_cert` (and its key) the data dir's CA: the deployment's, shared by every node.
     A server certificate the previous CA issued is remade by the next `ensure_certificates`."""
-    tls_dir.mkdir(parents=True, exist_ok=True)
-    if (tls_dir / CA_CERT).exists() and (tls_dir / CA_CERT).read_text() == ca_cert:
-        return
     key = serialization.load_pem_private_key(ca_key.encode(), None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError("the deployment's CA key is not an EC key")
-    _write_key(tls_dir / CA_KEY, key, sealer)
-    (tls_dir / CA_CERT).write_text(ca_cert)
+    with locked(tls_dir):
+        if (tls_dir / CA_CERT).exists() and (tls_dir / CA_CERT).read_text() == ca_cert:
+            return
+        _write_key(tls_dir / CA_KEY, key, sealer)
+        _write(tls_dir / CA_CERT, ca_cert.encode())
     log.info("took the deployment's TLS CA from the store")
 
 
@@ -151,10 +182,15 @@ def small_tls_buffers() -> None:
         protocol.max_size = TLS_READ_BUFFER_BYTES
 
 
-def server_context(cert: Path, key: Path, sealer: Sealer | None = None) -> ssl.SSLContext:
+def server_context(
+    cert: Path, key: Path, sealer: Sealer | None = None, tls_dir: Path | None = None
+) -> ssl.SSLContext:
+    """A server context with the pair loaded (under `tls_dir`'s lock when devprov made it, so
+    another worker remaking it cannot hand this one a new certificate with the old key)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    load_chain(context, cert, key, sealer)
+    with locked(tls_dir) if tls_dir is not None else contextlib.nullcontext():
+        load_chain(context, cert, key, sealer)
     return context
 
 
@@ -179,8 +215,18 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey, sealer: Sealer | Non
     data = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+    _write(path, data, 0o600)
+
+
+def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write a file whole or not at all (a new file renamed over the old one), so a process
+    killed while writing leaves the old file, never half of one."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as handle:
         handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.replace(path)
 
 
 def _make_ca(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
@@ -307,6 +353,7 @@ class ServerCertificate:
                 ", ".join(sorted(wanted - self._covered)),
             )
         else:
-            files = ensure_certificates(self.tls_dir, names, self.sealer)
-            load_chain(context, files.cert, files.key, self.sealer)
+            with locked(self.tls_dir):  # no other worker rewrites the pair while it is read
+                files = _ensure_certificates(self.tls_dir, names, self.sealer)
+                load_chain(context, files.cert, files.key, self.sealer)
         self._covered = wanted

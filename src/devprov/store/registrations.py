@@ -2,14 +2,44 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from devprov.domain.claims import Claim
 from devprov.domain.clock import new_etag
 from devprov.domain.ids import id_key
 from devprov.domain.records import Kind, Put, Revisions, StoredDocument
+from devprov.store.connections import DbConnection
 from devprov.store.database import Store
+from devprov.store.tables import operations, registration_claims, registrations
 
 Document = dict[str, Any]
+
+# Built once, so that each registration's claim costs no statement building or compiling.
+_claims = registration_claims
+_CLAIMS_OF = sa.select(
+    _claims.c.key, _claims.c.device_key, _claims.c.owner, _claims.c.expires_at
+).where(
+    sa.or_(_claims.c.key == sa.bindparam("key"), _claims.c.device_key == sa.bindparam("device"))
+)
+_DELETE_CLAIMS = sa.delete(_claims).where(_claims.c.key.in_(sa.bindparam("keys", expanding=True)))
+_INSERT_CLAIM = sa.insert(_claims)
+_INSERT_FREE_CLAIM = {  # inserts nothing when either id is claimed (expired or not)
+    "sqlite": sqlite.insert(_claims).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(_claims).on_conflict_do_nothing(),
+}
+_MINE = (_claims.c.key == sa.bindparam("claim"), _claims.c.owner == sa.bindparam("holder"))
+_RELEASE = sa.delete(_claims).where(*_MINE)
+_EXPIRE = sa.update(_claims).where(*_MINE).values(expires_at=0.0)
+_HOLDERS = sa.select(registrations.c.key).where(
+    registrations.c.device_key == sa.bindparam("device"),
+    registrations.c.hub_key == sa.bindparam("hub"),
+)
 
 
 class StoredRegistrations:
@@ -35,15 +65,39 @@ class StoredRegistrations:
         )
         return rows[0].document if rows else None
 
-    async def save(self, record: Document, group_id: str | None, operation_id: str) -> None:
+    async def save(
+        self,
+        record: Document,
+        group_id: str | None,
+        operation_id: str,
+        claim: Claim | None = None,
+        settled: bool = True,
+        keep_claim: bool = False,
+    ) -> None:
+        hub, device = record.get("assignedHub") or "", record.get("deviceId") or ""
+        placed = bool(hub and device)
         columns = {
             "group_key": id_key(group_id) if group_id else None,
             "operation_id": operation_id,
+            "hub_key": hub.lower() if placed else None,
+            "device_key": device.lower() if placed else None,
         }
         key = id_key(record["registrationId"])
-        await self.store.write(
-            [Put(Kind.REGISTRATION, key, record.get("etag") or "", record, columns)]
-        )
+        put = Put(Kind.REGISTRATION, key, record.get("etag") or "", record, columns)
+        if claim is None or (keep_claim and settled):
+            await self.store.write([put])
+            return
+
+        async def save_and_release(connection: DbConnection) -> None:
+            await self.store._upsert(connection, put)
+            await _release(connection, claim, settled)
+
+        await self.store.run(save_and_release)
+
+    async def holders(self, hub: str, device_id: str) -> list[str]:
+        parameters = {"hub": hub.lower(), "device": device_id.lower()}
+        async with self.store.database.connect() as connection:
+            return list((await connection.execute(_HOLDERS, parameters)).scalars())
 
 
 class StoredOperations:
@@ -57,8 +111,88 @@ class StoredOperations:
         return stored.document if stored else None
 
     async def save(self, operation_id: str, registration_id: str, status: Document) -> None:
-        columns = {"registration_key": id_key(registration_id)}
+        columns = {"registration_key": id_key(registration_id), "status": status.get("status")}
         await self.store.write([Put(Kind.OPERATION, operation_id, new_etag(), status, columns)])
+
+    async def orphaned(self, before: float, limit: int = 100) -> Sequence[tuple[str, str, str]]:
+        query = (
+            sa.select(operations.c.key, operations.c.registration_key, operations.c.etag)
+            .where(operations.c.status == "assigning", operations.c.updated_at < before)
+            .limit(limit)
+        )
+        async with self.store.database.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [(row.key, row.registration_key, row.etag) for row in rows]
+
+    async def settle(self, operation_id: str, etag: str, status: Document) -> bool:
+        async def replace(connection: DbConnection) -> bool:
+            result = await connection.execute(
+                sa.update(operations)
+                .where(operations.c.key == operation_id, operations.c.etag == etag)
+                .values(
+                    etag=new_etag(),
+                    document=status,
+                    status=status.get("status"),
+                    updated_at=time.time(),
+                )
+            )
+            return bool(result.rowcount)
+
+        return await self.store.run(replace)
+
+
+class StoredClaims:
+    """Registration claims: a row per running registration, unique by registration id and by
+    device id, so any process or node on the same database sees it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def take(
+        self, registration_id: str, device_id: str, owner: str, seconds: float
+    ) -> Claim | None:
+        key, device = id_key(registration_id), id_key(device_id)
+
+        insert_free = _INSERT_FREE_CLAIM[self.store.database.dialect_name]
+
+        async def take(connection: DbConnection) -> Claim | None:
+            now = time.time()
+            claim = {"key": key, "device_key": device, "owner": owner, "expires_at": now + seconds}
+            if (await connection.execute(insert_free, claim)).rowcount == 1:
+                return Claim(registration_id, device_id, owner)  # the usual case: one statement
+            found = await connection.execute(_CLAIMS_OF, {"key": key, "device": device})
+            rows = found.all()
+            if any(row.expires_at >= now and row.owner != owner for row in rows):
+                return None
+            if rows:
+                await connection.execute(_DELETE_CLAIMS, {"keys": [row.key for row in rows]})
+            await connection.execute(_INSERT_CLAIM, claim)
+            stale = tuple(dict.fromkeys(row.device_key for row in rows if row.owner != owner))
+            return Claim(registration_id, device_id, owner, stale)
+
+        try:
+            return await self.store.run(take)
+        except (IntegrityError, OperationalError):
+            # Another node inserted the same claim meanwhile, or PostgreSQL chose this
+            # transaction to break a deadlock between nodes: not taken, ask again.
+            return None
+
+    async def release(self, claim: Claim, settled: bool = True) -> None:
+        async def release(connection: DbConnection) -> None:
+            await _release(connection, claim, settled)
+
+        await self.store.run(release)
+
+    async def expired(self, limit: int = 100) -> list[tuple[str, str]]:
+        claims = registration_claims
+        query = (
+            sa.select(claims.c.key, claims.c.device_key)
+            .where(claims.c.expires_at < time.time())
+            .order_by(claims.c.expires_at)
+            .limit(limit)
+        )
+        async with self.store.database.connect() as connection:
+            return [(row.key, row.device_key) for row in await connection.execute(query)]
 
 
 class StoredChallenges:
@@ -85,3 +219,9 @@ class StoredChallenges:
             return Put(Kind.TPM_CHALLENGE, key, new_etag(), {**challenge, "used": True})
 
         return await self.store.update(Kind.TPM_CHALLENGE, key, mark_used) is not None
+
+
+async def _release(connection: DbConnection, claim: Claim, settled: bool) -> None:
+    """Delete the claim if it is still this owner's; not `settled`: expire it instead."""
+    mine = {"claim": id_key(claim.registration_id), "holder": claim.owner}
+    await connection.execute(_RELEASE if settled else _EXPIRE, mine)

@@ -35,10 +35,25 @@ registrations = _document_table(
     "registrations",
     sa.Column("group_key", sa.String(256), nullable=True, index=True),
     sa.Column("operation_id", sa.String(128), nullable=True),
+    # Where the record puts the device (lower case): one device id on one hub is one record's.
+    sa.Column("hub_key", sa.String(256), nullable=True),
+    sa.Column("device_key", sa.String(256), nullable=True),
 )
+sa.Index("ix_registrations_device_key_hub_key", registrations.c.device_key, registrations.c.hub_key)
 operations = _document_table(
     "operations",
     sa.Column("registration_key", sa.String(256), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=True, index=True),
+)
+# Registrations running now: one per registration id and one per device id, across processes
+# and nodes; a claim past `expires_at` was left by a process that stopped (or ran out of time).
+registration_claims = sa.Table(
+    "registration_claims",
+    metadata,
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("device_key", sa.String(256), nullable=False, unique=True),
+    sa.Column("owner", sa.String(128), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
 )
 linked_hubs = _document_table("linked_hubs")
 certificates = _document_table("certificates")

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_secrets_audit"
-down_revision = "0008_payload_exchange"  # the integrator re-chains at merge
+down_revision = "0008_payload_exchange"
 branch_labels = None
 depends_on = None
 
