@@ -70,6 +70,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     url, drop = fresh_database()
     private_netns_dir()
     made = Cluster(url, tmp_path_factory.mktemp("cluster"), environment=dict(NODE_SETTINGS))
+    # The tests read the nodes' data dirs (load_instance) with the deployment's sealing key.
+    before = os.environ.get("DEVPROV_SECRET_KEY")
+    os.environ["DEVPROV_SECRET_KEY"] = made.sealing_key()
     try:
         made.network(3)
         made.start()
@@ -78,6 +81,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         made.down()
         drop()
+        if before is None:
+            os.environ.pop("DEVPROV_SECRET_KEY", None)
+        else:
+            os.environ["DEVPROV_SECRET_KEY"] = before
 
 
 def sql(cluster: Cluster, query: str) -> list[tuple[Any, ...]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import signal
 import subprocess
 import time
@@ -78,6 +79,7 @@ def test_every_node_shows_one_identity_and_chains_to_one_ca(cluster: Cluster) ->
             ],
             capture_output=True,
             check=True,
+            env={**os.environ, "DEVPROV_SECRET_KEY": cluster.sealing_key()},
         )
         shown.append(json.loads(done.stdout))
     assert len({info["idScope"] for info in shown}) == 1

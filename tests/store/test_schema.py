@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from devprov.domain.sealing import new_key
+from devprov.keyring import KEY_VARIABLE, encode_key
 from devprov.store.connections import normalize_url
 from devprov.store.schema import MIGRATIONS, current_revision, head_revision, is_current, migrate
 
@@ -125,11 +128,13 @@ def test_nodes_starting_together_migrate_once_and_join_one_deployment(
         "instance, _ = prepare(Settings(data_dir=sys.argv[1], db=sys.argv[2]));"
         "print('scope', instance.id_scope)"
     )
+    shared_key = {**os.environ, KEY_VARIABLE: encode_key(new_key())}  # one deployment, one key
     starting = [
         subprocess.Popen(
             [sys.executable, "-c", script, str(tmp_path / f"node{n}"), database_url],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            env=shared_key,
         )
         for n in range(3)
     ]

@@ -97,7 +97,7 @@ class Store:
 
     async def get(self, kind: Kind, key: str) -> StoredDocument | None:
         rows = await self.database.hot(statements_of(kind).select, {"key": key})
-        return StoredDocument(rows[0].key, rows[0].etag, rows[0].document) if rows else None
+        return self._stored(kind, rows[0].key, rows[0].etag, rows[0].document) if rows else None
 
     async def page(
         self,
