@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         96 * 1024, ge=1024, description="Largest device message accepted, payload included."
     )
+    drain_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="On SIGTERM, how long a node waits for the registrations it holds to end"
+        " after it stops taking connections (its /readyz answers 503 meanwhile).",
+    )
     workers: int = Field(1, ge=1, description="Processes serving the same ports and store.")
     default_hub: str | None = Field(
         None, description="Link a built-in IoT hub of this name when no hub is linked yet."

@@ -16,7 +16,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -40,7 +40,7 @@ from devprov.hub.service import HubService
 from devprov.hubs import azure_iothub, http_hub, mosquitto
 from devprov.hubs.connector import ConnectorError, Finding
 from devprov.hubs.factory import ConnectorFactory, Connectors
-from devprov.instance import Instance, ensure_instance
+from devprov.instance import Instance, ensure_instance, save_instance
 from devprov.issuing_cas import IssuingCas
 from devprov.keyring import load_sealer
 from devprov.log_format import configure_logging
@@ -78,7 +78,9 @@ from devprov.server.service_api import ServiceApi
 from devprov.server.tls import (
     ServerCertificate,
     TlsFiles,
+    ensure_ca,
     ensure_certificates,
+    install_ca,
     server_context,
     server_names,
     small_tls_buffers,
@@ -87,6 +89,7 @@ from devprov.server.trust import ClientTrust
 from devprov.settings import Settings
 from devprov.store.audit import StoredAudit
 from devprov.store.database import Store
+from devprov.store.deployment import DeploymentIdentity, claim
 from devprov.store.directory import CachedDirectory
 from devprov.store.exchanges import StoredExchanges
 from devprov.store.hub_messages import StoredMessageLog
@@ -103,7 +106,8 @@ OPERATION_RETENTION_SECONDS = 24 * 3600
 
 
 def prepare(settings: Settings) -> tuple[Instance, TlsFiles]:
-    """Create or update the instance file and TLS material for these settings."""
+    """Create or update the instance file and TLS material for these settings, migrate the
+    store, and take the deployment's identity from it (see `join_deployment`)."""
     instance = ensure_instance(
         settings.data_dir,
         host=settings.host,
@@ -113,6 +117,8 @@ def prepare(settings: Settings) -> tuple[Instance, TlsFiles]:
         database=settings.db,
         names=settings.names or None,
     )
+    migrate(instance.database)
+    instance = join_deployment(settings.data_dir, instance)
     pair = settings.tls_pair()
     if pair is not None:
         tls = TlsFiles(pair[0], pair[0], pair[1])
@@ -123,6 +129,25 @@ def prepare(settings: Settings) -> tuple[Instance, TlsFiles]:
             load_sealer(settings.data_dir),
         )
     return instance, tls
+
+
+def join_deployment(data_dir: Path, instance: Instance) -> Instance:
+    """One deployment, one identity: the id scope, service policies and TLS CA kept in the
+    store win over the data dir's (the first node to start on a store puts its own there), so
+    every node on a store is the same DPS to devices and service clients."""
+    sealer = load_sealer(data_dir)
+    ca_cert, ca_key = ensure_ca(data_dir / "tls", sealer)
+    offered = DeploymentIdentity(instance.id_scope, tuple(instance.policies), ca_cert, ca_key)
+    shared = claim(instance.database, offered, sealer)
+    install_ca(data_dir / "tls", shared.ca_cert, shared.ca_key, sealer)
+    if shared.id_scope == instance.id_scope and list(shared.policies) == instance.policies:
+        return instance
+    log.info("took the deployment's identity from the store: id scope %s", shared.id_scope)
+    joined = instance.model_copy(
+        update={"id_scope": shared.id_scope, "policies": list(shared.policies)}
+    )
+    save_instance(data_dir, joined)
+    return joined
 
 
 def connector_factory(
@@ -245,6 +270,20 @@ class Devprov:
     data_dir: Path
     gates: dict[str, Gate]
     """Each listener's gate (https, mqtt, amqp): its caps and the connections it holds."""
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
+    listeners: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def drain(self, seconds: float) -> bool:
+        """Stop taking work, then finish what is held: /readyz answers 503 and the listeners
+        close at once (connections already open stay), then the registrations running end, or
+        `seconds` pass (False then)."""
+        self.draining.set()
+        for stop_listening in self.listeners:
+            await stop_listening()
+        finished = await self.registrations.drain(seconds)
+        if not finished:
+            log.warning("drained for %ss: registrations still running are left", seconds)
+        return finished
 
     async def close(self) -> None:
         await self.stack.aclose()
@@ -252,8 +291,7 @@ class Devprov:
 
 async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devprov:
     """Migrate the store, then build every part and listen."""
-    instance, tls = prepare(settings)
-    await asyncio.to_thread(migrate, instance.database)
+    instance, tls = await asyncio.to_thread(prepare, settings)
     async with AsyncExitStack() as stack:
         sealer = load_sealer(settings.data_dir)
         store = Store.connect(instance.database, sealer)
@@ -336,7 +374,8 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
         known_hosts = {name.lower() for name in server_names(instance.host, instance.names)}
         known_hosts.add(instance.host_name.lower())
         router = Router()
-        add_health_routes(router, store.schema_revision, head_revision())
+        draining = asyncio.Event()
+        add_health_routes(router, store.schema_revision, head_revision(), draining.is_set)
         add_metrics_route(router, metrics, MetricsAccess(settings.metrics, settings.metrics_token))
         add_openapi_route(router)
         admin = Admin(store, factory.prepare)
@@ -412,6 +451,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
                 lambda: GuardedProtocol(gates["amqp"], AmqpTlsProtocol(dps_amqp, amqp_limits)),
             ),
         ]
+        servers: list[asyncio.Server] = []
         for port, factory_of in listeners:
             for server in await serve(
                 factory_of,
@@ -422,6 +462,7 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
                 reuse_port=shared,
             ):
                 stack.callback(server.close)
+                servers.append(server)
         log.info(
             "devprov serving id scope %s on https://%s:%d, mqtts://%s:%d and amqps://%s:%d",
             instance.id_scope,
@@ -432,6 +473,11 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             instance.host_name,
             instance.amqp_port,
         )
+
+        async def close_listeners() -> None:
+            for server in servers:
+                server.close()
+
         return Devprov(
             instance,
             tls,
@@ -442,6 +488,8 @@ async def start(settings: Settings, observers: Iterable[Observer] = ()) -> Devpr
             stack.pop_all(),
             settings.data_dir,
             gates,
+            draining,
+            [close_listeners],
         )
     raise AssertionError("unreachable")  # pragma: no cover - the block returns or raises
 
@@ -504,6 +552,7 @@ async def serve_forever(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
+        await devprov.drain(settings.drain_seconds)
     finally:
         for task in background:
             task.cancel()
@@ -520,8 +569,7 @@ def run(settings: Settings) -> None:
     if settings.workers <= 1:
         asyncio.run(serve_forever(settings))
         return
-    instance, _ = prepare(settings)
-    migrate(instance.database)
+    prepare(settings)  # migrates, and joins the deployment, once before the workers start
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_worker, args=(settings,), name=f"devprov-worker-{number}")

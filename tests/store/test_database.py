@@ -301,3 +301,33 @@ def test_a_prefix_page_reads_a_range_of_the_key_index() -> None:
     with engine.connect() as connection:
         plan = " ".join(str(row) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
     assert "USING INDEX" in plan and "key>" in plan.replace(" ", ""), plan
+
+
+async def test_a_batch_of_registration_writes_lands_whole_and_the_last_write_of_a_key_wins(
+    store: Store, database_url: str
+) -> None:
+    """What registrations write under load (records and hub devices, kinds no cache watches)
+    goes to PostgreSQL as one statement: it must keep every row of every write, the last of
+    two writes of one key, and fail only the write the database refuses."""
+
+    def record(key: str, value: int) -> Put:
+        return Put(Kind.REGISTRATION, key, f"e{value}", {"v": value}, {"group_key": "g"})
+
+    def device(key: str, value: int) -> Put:
+        return Put(Kind.HUB_DEVICE, key, f"e{value}", {"v": value}, {"hub_key": "h"})
+
+    written = await asyncio.gather(
+        store.write([record("r1", 1), device("h/r1", 1)]),
+        store.write([record("r2", 2), device("h/r2", 2)]),
+        store.write([record("r1", 3)]),
+        store.write([record("k" * 300, 4)]),  # longer than the key column (PostgreSQL only)
+        return_exceptions=True,
+    )
+    refused = isinstance(written[3], Exception)
+    assert refused == database_url.startswith("postgresql")
+    assert all(outcome is None for outcome in written[:3])
+    r1, r2 = await store.get(Kind.REGISTRATION, "r1"), await store.get(Kind.REGISTRATION, "r2")
+    assert r1 is not None and (r1.etag, r1.document) == ("e3", {"v": 3})
+    assert r2 is not None and r2.document == {"v": 2}
+    assert await store.count(Kind.HUB_DEVICE) == 2
+    assert await store.count(Kind.REGISTRATION, where={"group_key": "g"}) == (2 if refused else 3)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from devprov.domain.sealing import new_key
+from devprov.keyring import KEY_VARIABLE, encode_key
 from devprov.store.connections import normalize_url
 from devprov.store.schema import MIGRATIONS, current_revision, head_revision, is_current, migrate
 
@@ -104,3 +111,39 @@ def test_the_registry_connector_becomes_the_built_in_hub(database_url: str) -> N
     assert device["twin"]["properties"]["desired"]["d"] == 2
     assert device["twin"]["properties"]["desired"]["$version"] == 1
     assert device["twin"]["properties"]["reported"]["$version"] == 1
+
+
+def test_nodes_starting_together_migrate_once_and_join_one_deployment(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Three `devprov init`s (what `serve` does first) on one empty store at the same moment:
+    one of them runs each migration (the others wait on the lock, then find nothing to do), and
+    all take the same identity."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite is one file on one host: its nodes are `serve --workers`")
+    script = (
+        "import logging, sys;"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(message)s');"
+        "from devprov.settings import Settings; from devprov.wiring import prepare;"
+        "instance, _ = prepare(Settings(data_dir=sys.argv[1], db=sys.argv[2]));"
+        "print('scope', instance.id_scope)"
+    )
+    shared_key = {**os.environ, KEY_VARIABLE: encode_key(new_key())}  # one deployment, one key
+    starting = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path / f"node{n}"), database_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=shared_key,
+        )
+        for n in range(3)
+    ]
+    outputs = [process.communicate(timeout=300)[0].decode() for process in starting]
+    assert [process.returncode for process in starting] == [0, 0, 0], outputs
+    ran = [line for text in outputs for line in text.splitlines() if "Running upgrade" in line]
+    steps = [line.split("Running upgrade", 1)[1] for line in ran]
+    assert len(steps) == len(set(steps)), ran  # no step ran twice
+    assert any("-> 0001" in step for step in steps)  # and they did run, once
+    scopes = {line for text in outputs for line in text.splitlines() if line.startswith("scope")}
+    assert len(scopes) == 1, outputs
+    assert is_current(database_url)

@@ -119,6 +119,10 @@ def serve(
     workers: Annotated[
         int | None, typer.Option(help="Processes serving the same ports and store (SO_REUSEPORT).")
     ] = None,
+    drain_seconds: Annotated[
+        float | None,
+        typer.Option(help="On SIGTERM, seconds to finish the registrations held (30)."),
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="Logging level (INFO).")] = None,
     default_hub: Annotated[
         str | None,
@@ -204,6 +208,7 @@ def serve(
         max_message_bytes=max_message_bytes,
         registration_deadline=registration_deadline,
         workers=workers,
+        drain_seconds=drain_seconds,
         log_level=log_level,
         default_hub=default_hub,
         log_format=log_format,

@@ -221,6 +221,18 @@ class RegistrationService:
             )
         return attested
 
+    async def drain(self, seconds: float) -> bool:
+        """Wait, at most `seconds`, for the registrations this service is running and for the
+        saving of their results (False when some were still running)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while self._tasks:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+        return True
+
     def _admit(self, registration_id: str) -> None:
         """Refuse a registration past the caps with 429 and Retry-After, as DPS sheds load."""
         settings = self.settings

@@ -1,7 +1,8 @@
 """Health for load balancers: /healthz (the process answers) and /readyz (it can serve).
 
-Ready means the store answers and its schema is the one this devprov was built for (a newer
-devprov may have migrated it meanwhile). Both are open to anyone and say nothing secret.
+Ready means the store answers, its schema is the one this devprov was built for (a newer
+devprov may have migrated it meanwhile), and the node is not draining (stopping on SIGTERM: a
+balancer must stop sending it devices at once). Both are open to anyone and say nothing secret.
 """
 
 from __future__ import annotations
@@ -20,11 +21,18 @@ READY_TIMEOUT_SECONDS = 5.0
 SchemaRevision = Callable[[], Awaitable[str | None]]
 
 
-def add_health_routes(router: Router, schema_revision: SchemaRevision, expected: str) -> None:
+def add_health_routes(
+    router: Router,
+    schema_revision: SchemaRevision,
+    expected: str,
+    draining: Callable[[], bool] = lambda: False,
+) -> None:
     async def alive(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
         return json_response({"status": "alive"})
 
     async def ready(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+        if draining():
+            return json_response({"status": "draining", "checks": {"node": "draining"}}, 503)
         checks: dict[str, str] = {}
         try:
             revision = await asyncio.wait_for(schema_revision(), READY_TIMEOUT_SECONDS)

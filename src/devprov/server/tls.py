@@ -26,6 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -59,7 +60,8 @@ def server_names(host: str, extra: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def locked(tls_dir: Path) -> Iterator[None]:
-    """Hold the TLS directory's lock (an flock, so a killed holder releases it at once)."""
+    """Hold the TLS directory's lock (an flock, so a killed holder releases it at once; not
+    reentrant: functions called under it take none)."""
     tls_dir.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(tls_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -78,10 +80,7 @@ def ensure_certificates(tls_dir: Path, names: list[str], sealer: Sealer | None =
 
 def _ensure_certificates(tls_dir: Path, names: list[str], sealer: Sealer | None) -> TlsFiles:
     ca_cert_path, ca_key_path = tls_dir / CA_CERT, tls_dir / CA_KEY
-    if not ca_cert_path.exists() or not ca_key_path.exists():
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        _write_key(ca_key_path, ca_key, sealer)
-        _write(ca_cert_path, _make_ca(ca_key).public_bytes(serialization.Encoding.PEM))
+    _ensure_ca(tls_dir, sealer)
     ca_key_loaded = read_key(ca_key_path, sealer)
     ca = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
     cert_path, key_path = tls_dir / SERVER_CERT, tls_dir / SERVER_KEY
@@ -99,6 +98,39 @@ def _ensure_certificates(tls_dir: Path, names: list[str], sealer: Sealer | None)
     if sealer is not None:
         reseal_key(ca_key_path, sealer)
     return TlsFiles(ca_cert_path, cert_path, key_path)
+
+
+def ensure_ca(tls_dir: Path, sealer: Sealer | None = None) -> tuple[str, str]:
+    """The data dir's CA, made on first use: its certificate and its key as PEM text (the key
+    unencrypted, for the shared store to seal)."""
+    with locked(tls_dir):
+        return _ensure_ca(tls_dir, sealer)
+
+
+def _ensure_ca(tls_dir: Path, sealer: Sealer | None) -> tuple[str, str]:
+    ca_cert_path, ca_key_path = tls_dir / CA_CERT, tls_dir / CA_KEY
+    if not ca_cert_path.exists() or not ca_key_path.exists():
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        _write_key(ca_key_path, ca_key, sealer)
+        _write(ca_cert_path, _make_ca(ca_key).public_bytes(serialization.Encoding.PEM))
+    plain = read_key(ca_key_path, sealer).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return ca_cert_path.read_text(), plain.decode()
+
+
+def install_ca(tls_dir: Path, ca_cert: str, ca_key: str, sealer: Sealer | None = None) -> None:
+    """Make `ca_cert` (and its key) the data dir's CA: the deployment's, shared by every node.
+    A server certificate the previous CA issued is remade by the next `ensure_certificates`."""
+    key = serialization.load_pem_private_key(ca_key.encode(), None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("the deployment's CA key is not an EC key")
+    with locked(tls_dir):
+        if (tls_dir / CA_CERT).exists() and (tls_dir / CA_CERT).read_text() == ca_cert:
+            return
+        _write_key(tls_dir / CA_KEY, key, sealer)
+        _write(tls_dir / CA_CERT, ca_cert.encode())
+    log.info("took the deployment's TLS CA from the store")
 
 
 def _passwords(path: Path, sealer: Sealer | None) -> list[bytes | None]:
@@ -268,6 +300,10 @@ def _covers(cert_path: Path, names: list[str], ca: x509.Certificate) -> bool:
         return False
     cert = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
     if cert.issuer != ca.subject or cert.not_valid_after_utc < utc_now() + timedelta(days=30):
+        return False
+    try:  # every devprov CA has the same name: only its key tells them apart
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
         return False
     present = {
         str(value)

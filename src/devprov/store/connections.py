@@ -15,12 +15,23 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from pathlib import Path
 from typing import Any, Protocol
 
+import psycopg
 import sqlalchemy as sa
+from psycopg.rows import namedtuple_row
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.sql.base import Executable
 
 SQLITE_BUSY_SECONDS = 30
+# PostgreSQL connections per process, kept open: a read takes a fraction of a millisecond, so
+# requests beyond READERS queue for one briefly. No overflow: a connection opened for a burst
+# and closed after it costs PostgreSQL a backend fork and devprov a full connect (measured: 116
+# of them in 2,000 registrations with 32 devices at a time). The store's single writer needs one
+# connection; the other is for the retry of a failed batch, one operation at a time. A node
+# holds at most READERS + WRITERS + DIRECT: size max_connections for the nodes (docs/deploying.md).
+READERS = 3
+WRITERS = 2
+DIRECT = 6  # connections of the hot path's statements (DirectPostgres)
 Parameters = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None  # one row, or many
 
 
@@ -54,11 +65,16 @@ class Database(Protocol):
     dialect_name: str
 
     def connect(self) -> AbstractAsyncContextManager[DbConnection]:
-        """A connection for reads."""
+        """A connection for reads (in autocommit: each statement is its own transaction)."""
         ...
 
     def begin(self) -> AbstractAsyncContextManager[DbConnection]:
         """A write transaction, committed when the block ends without an exception."""
+        ...
+
+    async def hot(self, statement: Executable, parameters: Mapping[str, Any]) -> Sequence[Any]:
+        """Run one statement of the hot path on its own (autocommit) and answer its rows, whose
+        columns read as attributes: by the shortest way this database allows."""
         ...
 
     async def dispose(self) -> None: ...
@@ -68,7 +84,9 @@ class AsyncDatabase:
     """PostgreSQL through psycopg's async driver.
 
     Reads run in autocommit on a pool of their own: no BEGIN, and no ROLLBACK when the
-    connection goes back to the pool, so a lookup is one round trip, not three.
+    connection goes back to the pool, so a lookup is one round trip, not three. So does a batch
+    of plain upserts, as one statement (see Store._write_pending). Both pools are fixed in
+    size (see READERS).
 
     Writes commit with synchronous_commit off: a commit does not wait for the WAL flush, so
     an operating-system crash (not a devprov or PostgreSQL crash) may lose the last fraction
@@ -76,12 +94,24 @@ class AsyncDatabase:
     WAL mode with synchronous=NORMAL, and it keeps the single writer from idling on fsync."""
 
     def __init__(self, url: str) -> None:
-        self.engine = create_async_engine(url, pool_size=4, max_overflow=4)
+        self.engine = create_async_engine(url, pool_size=WRITERS, max_overflow=0)
         sa.event.listen(self.engine.sync_engine, "connect", _asynchronous_commit)
         self.reader = create_async_engine(
-            url, pool_size=20, max_overflow=20, isolation_level="AUTOCOMMIT"
+            url,
+            pool_size=READERS,
+            max_overflow=0,
+            isolation_level="AUTOCOMMIT",
+            # In autocommit no transaction is ever open: no rollback when a connection closes
+            # or goes back to the pool (each was a trip through the driver's lock, for nothing).
+            skip_autocommit_rollback=True,
+            pool_reset_on_return=None,
         )
+        sa.event.listen(self.reader.sync_engine, "connect", _asynchronous_commit)
         self.dialect_name = self.engine.dialect.name
+        self.direct = DirectPostgres(url, self.engine.dialect)
+
+    async def hot(self, statement: Executable, parameters: Mapping[str, Any]) -> Sequence[Any]:
+        return await self.direct.run(statement, parameters)
 
     def connect(self) -> AbstractAsyncContextManager[DbConnection]:
         return self.reader.connect()
@@ -90,8 +120,63 @@ class AsyncDatabase:
         return self.engine.begin()
 
     async def dispose(self) -> None:
+        await self.direct.close()
         await self.reader.dispose()
         await self.engine.dispose()
+
+
+class DirectPostgres:
+    """The hot path's statements straight through psycopg, on connections of its own.
+
+    A lookup through SQLAlchemy's asyncio layer costs some 570 Python calls (a greenlet per
+    call, the pool, the result's processing); the same statement on a psycopg connection costs
+    some 230, about what SQLite's inline lookup costs (200). So the statements a registration
+    runs (its one read, its batch's one write) are compiled once by SQLAlchemy and then run
+    here, prepared, in autocommit; everything else keeps using the engines."""
+
+    def __init__(self, url: str, dialect: sa.Dialect) -> None:
+        self.conninfo = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
+        self.dialect = dialect
+        self.idle: list[psycopg.AsyncConnection[Any]] = []
+        self.slots = asyncio.Semaphore(DIRECT)
+        self.compiled: dict[int, tuple[Executable, str, dict[str, Any]]] = {}
+
+    def _compile(self, statement: Executable) -> tuple[str, dict[str, Any]]:
+        known = self.compiled.get(id(statement))
+        if known is None or known[0] is not statement:
+            compiled = statement.compile(dialect=self.dialect)  # type: ignore[attr-defined]
+            known = (statement, str(compiled), dict(compiled.params))
+            self.compiled[id(statement)] = known
+        return known[1], known[2]
+
+    async def run(self, statement: Executable, parameters: Mapping[str, Any]) -> Sequence[Any]:
+        sql, defaults = self._compile(statement)
+        async with self.slots:
+            connection = self.idle.pop() if self.idle else await self._open()
+            try:
+                cursor = await connection.execute(
+                    sql.encode(), {**defaults, **parameters}, prepare=True
+                )
+                rows = await cursor.fetchall() if cursor.description else []
+            except BaseException:
+                if connection.broken or connection.closed:
+                    await connection.close()
+                else:
+                    self.idle.append(connection)
+                raise
+            self.idle.append(connection)
+            return rows
+
+    async def _open(self) -> psycopg.AsyncConnection[Any]:
+        connection = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, row_factory=namedtuple_row
+        )
+        await connection.execute(b"SET synchronous_commit TO off")  # as the engines' (above)
+        return connection
+
+    async def close(self) -> None:
+        while self.idle:
+            await self.idle.pop().close()
 
 
 class _Inline:
@@ -142,6 +227,10 @@ class InlineSqlite:
     def _sync(opener: Any) -> Iterator[sa.Connection]:
         with opener() as connection:
             yield connection
+
+    async def hot(self, statement: Executable, parameters: Mapping[str, Any]) -> Sequence[Any]:
+        with self.reader.connect() as connection:
+            return connection.execute(statement, parameters).all()
 
     async def dispose(self) -> None:
         self.reader.dispose()

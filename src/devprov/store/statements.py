@@ -53,3 +53,25 @@ def statements_of(kind: Kind) -> _Statements:
         ),
     )
     return _Statements(select, upserts, with_revisions)
+
+
+@functools.cache
+def upsert_batch(kinds: tuple[Kind, ...]) -> sa.TextClause:
+    """PostgreSQL: one statement that upserts rows of each of `kinds`, given as one JSON array
+    per kind (`:rows_0`, `:rows_1`, ...; keys distinct within an array), the first kinds' as
+    data-modifying CTEs, which PostgreSQL always runs. Its text depends only on the kinds, so it
+    is built once and PostgreSQL prepares it once, whatever the number of rows."""
+    upserts = []
+    for number, kind in enumerate(kinds):
+        table = table_of(kind)
+        columns = [column.name for column in table.c]
+        names = ", ".join(columns)
+        updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name != "key")
+        upserts.append(
+            f"INSERT INTO {table.name} ({names}) SELECT {names}"
+            f" FROM json_populate_recordset(NULL::{table.name}, CAST(:rows_{number} AS json))"
+            f" ON CONFLICT (key) DO UPDATE SET {updates}"
+        )
+    *earlier, last = upserts
+    with_clause = ", ".join(f"upsert_{n} AS ({sql})" for n, sql in enumerate(earlier))
+    return sa.text(f"WITH {with_clause} {last}" if earlier else last)

@@ -99,6 +99,14 @@ exchanges = _document_table(
     sa.Column("outcome", sa.String(16), nullable=False),
 )
 credential_policies = _document_table("credential_policies")
+# The deployment's identity, shared by every node on this store (store/deployment.py).
+deployment = sa.Table(
+    "deployment",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
 
 # Management writes (service API, CLI): who, what, when, from where; pruned by age.
 audit = sa.Table(
