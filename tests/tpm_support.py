@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
+from devprov.client.tpm import TOOLS
+
 try:
     from cryptography.hazmat.decrepit.ciphers.modes import CFB
 except ImportError:  # cryptography < 47
@@ -118,19 +120,7 @@ class SoftTpm:
 
 # --- a real software TPM ---------------------------------------------------------------------
 
-TPM_BINARIES = (
-    "swtpm",
-    "tpm2_createek",
-    "tpm2_createprimary",
-    "tpm2_readpublic",
-    "tpm2_flushcontext",
-    "tpm2_startauthsession",
-    "tpm2_policysecret",
-    "tpm2_activatecredential",
-    "tpm2_import",
-    "tpm2_load",
-    "tpm2_hmac",
-)
+TPM_BINARIES = ("swtpm", *TOOLS)
 MISSING_BINARIES = [name for name in TPM_BINARIES if shutil.which(name) is None]
 
 

@@ -15,10 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from devprov.bench.fleet import Fleet
-from devprov.bench.load import DEVICE_TIMEOUT_SECONDS, Connection, Target, connect_mqtt_device
+from devprov.bench.load import DEVICE_TIMEOUT_SECONDS, Connection, Target, mqtt_register
 from devprov.bench.load import https_register as _https_register
-from devprov.bench.wire import WireError
-from devprov.protocol import mqtt
 
 ERROR_PAUSE_SECONDS = 0.05  # a dead server refuses at once: do not spin
 
@@ -40,31 +38,6 @@ async def https_register(fleet: Fleet, number: int, target: Target) -> str:
         return await _https_register(fleet, number, connection)
     finally:
         connection.close()
-
-
-async def mqtt_register(fleet: Fleet, number: int, target: Target) -> str:
-    """One registration over MQTT; answers the hub it was assigned."""
-    registration_id = fleet.registration_id(number)
-    client = await connect_mqtt_device(fleet, registration_id, target)
-    try:
-        client.publish(
-            "$dps/registrations/PUT/iotdps-register/?$rid=1", fleet.body(registration_id)
-        )
-        status, retry, body = await client.response()
-        while status == 202:
-            await asyncio.sleep(retry or 1)
-            client.publish(
-                "$dps/registrations/GET/iotdps-get-operationstatus/"
-                f"?$rid=2&operationId={body['operationId']}",
-                b" ",
-            )
-            status, retry, body = await client.response()
-        if status != 200 or body.get("status") != "assigned":
-            raise WireError(f"mqtt {status} {body.get('status')}")
-        client.send(mqtt.Disconnect())
-        return str(body["registrationState"]["assignedHub"])
-    finally:
-        client.writer.close()
 
 
 async def drive(

@@ -130,7 +130,8 @@ async def connect_mqtt_device(
     return client
 
 
-async def _mqtt_register(fleet: Fleet, number: int, target: Target) -> None:
+async def mqtt_register(fleet: Fleet, number: int, target: Target) -> str:
+    """One registration over MQTT on a connection of its own; answers the hub it was assigned."""
     registration_id = fleet.registration_id(number)
     client = await connect_mqtt_device(fleet, registration_id, target)
     try:
@@ -149,6 +150,7 @@ async def _mqtt_register(fleet: Fleet, number: int, target: Target) -> None:
         if status != 200 or body.get("status") != "assigned":
             raise WireError(f"mqtt {status}")
         client.send(mqtt.Disconnect())
+        return str(body["registrationState"]["assignedHub"])
     finally:
         client.writer.close()
 
@@ -198,7 +200,7 @@ async def run_scenario(
         try:
             async with asyncio.timeout(DEVICE_TIMEOUT_SECONDS):
                 if scenario == "mqtt-new-connection":
-                    await _mqtt_register(fleet, number, target)
+                    await mqtt_register(fleet, number, target)
                 elif scenario == "amqp-new-connection":
                     await _amqp_register(fleet, number, target)
                 elif connection is not None:
