@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -128,8 +129,10 @@ class Webhook:
         self.behaviour = respond
 
 
-@pytest.fixture
-async def webhook() -> AsyncIterator[Webhook]:
+@contextlib.asynccontextmanager
+async def serve_webhook(host: str = "127.0.0.1", query: str = "") -> AsyncIterator[Webhook]:
+    """A real webhook on `host`: it records each request and answers with `behaviour` (by
+    default the first linked hub)."""
     hook = Webhook()
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -143,12 +146,20 @@ async def webhook() -> AsyncIterator[Webhook]:
     app.router.add_post("/allocate", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, host, 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    hook.url = f"http://127.0.0.1:{port}/allocate?code=secret"
-    yield hook
-    await runner.cleanup()
+    hook.url = f"http://{host}:{port}/allocate{query}"
+    try:
+        yield hook
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[Webhook]:
+    async with serve_webhook(query="?code=secret") as hook:
+        yield hook
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

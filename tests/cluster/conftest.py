@@ -7,23 +7,21 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psycopg
 import pytest
-from aiohttp import web
 
 from devprov.client.service import ServiceClient
 from devprov.instance import load_instance
 from tests.cluster.topology import BRIDGE_ADDRESS, HTTPS_PORT, Cluster, Node, private_netns_dir
-from tests.conftest import IN_NETNS, PG_ADMIN
+from tests.conftest import IN_NETNS, PG_ADMIN, Webhook, serve_webhook
 from tests.helpers import device_token
 
 BALANCER = f"localhost:{HTTPS_PORT}"
@@ -174,41 +172,14 @@ def deployment(cluster: Cluster) -> Deployment:
     return Deployment(cluster)
 
 
-Behaviour = Callable[[dict[str, Any]], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class BridgeWebhook:
-    """A custom allocation webhook on the bridge's address, which every node's namespace reaches."""
-
-    url: str = ""
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    behaviour: Behaviour | None = None
+BridgeWebhook = Webhook  # a custom allocation webhook every node's namespace reaches
 
 
 @pytest.fixture
-async def webhook() -> AsyncIterator[BridgeWebhook]:
-    hook = BridgeWebhook()
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        body = json.loads(await request.read())
-        hook.requests.append(body)
-        if hook.behaviour is not None:
-            return await hook.behaviour(body)
-        return web.json_response({"iotHubHostName": body["linkedHubs"][0]})
-
-    app = web.Application()
-    app.router.add_post("/allocate", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    with socket.socket() as probe:
-        probe.bind((BRIDGE_ADDRESS, 0))
-        port = probe.getsockname()[1]
-    site = web.TCPSite(runner, BRIDGE_ADDRESS, port)
-    await site.start()
-    hook.url = f"http://{BRIDGE_ADDRESS}:{port}/allocate"
-    yield hook
-    await runner.cleanup()
+async def webhook() -> AsyncIterator[Webhook]:
+    """The webhook on the bridge's address, which every node's namespace reaches."""
+    async with serve_webhook(BRIDGE_ADDRESS) as hook:
+        yield hook
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 120) -> None:

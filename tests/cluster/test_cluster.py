@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from devprov.attestation.sas import sign
 from devprov.attestation.tpm import parse_public, registration_id_for
 from devprov.domain.keys import derive_device_key
-from tests.cluster.conftest import BridgeWebhook, Deployment, eventually, sql
+from tests.cluster.conftest import Deployment, eventually, sql
 from tests.cluster.topology import Cluster, Node
+from tests.conftest import Webhook
 from tests.tpm_support import EK_ATTRIBUTES, SoftTpm, rsa_storage_public
 
 HUB = "hub.example"
@@ -37,7 +38,7 @@ async def linked(deployment: Deployment) -> Deployment:
     return deployment
 
 
-async def slow_group(deployment: Deployment, group_id: str, webhook: BridgeWebhook) -> str:
+async def slow_group(deployment: Deployment, group_id: str, webhook: Webhook) -> str:
     """A group allocated by `webhook`; answers its key."""
     group = await deployment.service().put_group(
         {
@@ -51,7 +52,7 @@ async def slow_group(deployment: Deployment, group_id: str, webhook: BridgeWebho
     return key
 
 
-def held(webhook: BridgeWebhook) -> tuple[asyncio.Event, asyncio.Event]:
+def held(webhook: Webhook) -> tuple[asyncio.Event, asyncio.Event]:
     """Make the webhook wait for `release`; `called` is set when a node has asked it."""
     called, release = asyncio.Event(), asyncio.Event()
 
@@ -90,7 +91,7 @@ def test_every_node_shows_one_identity_and_chains_to_one_ca(cluster: Cluster) ->
 
 
 async def test_a_device_registers_through_the_balancer_and_polls_on_the_other_nodes(
-    linked: Deployment, webhook: BridgeWebhook
+    linked: Deployment, webhook: Webhook
 ) -> None:
     key = derive_device_key(await slow_group(linked, "polled", webhook), "polled-1")
     called, release = held(webhook)
@@ -213,7 +214,7 @@ async def test_a_tpm_challenge_issued_by_one_node_is_answered_on_another(
 
 
 async def test_a_draining_node_leaves_the_balancer_and_finishes_what_it_holds(
-    linked: Deployment, webhook: BridgeWebhook
+    linked: Deployment, webhook: Webhook
 ) -> None:
     cluster = linked.cluster
     node = cluster.nodes[2]
@@ -267,7 +268,7 @@ async def test_a_node_started_later_joins_without_restarting_the_others(
 
 
 async def test_a_node_killed_mid_load_loses_no_device_and_leaves_nothing_assigning(
-    linked: Deployment, webhook: BridgeWebhook
+    linked: Deployment, webhook: Webhook
 ) -> None:
     """Devices register through the balancer (some straight at the victim, so it surely holds
     registrations); the victim is SIGKILLed while they are all `assigning`; the devices then
