@@ -111,6 +111,7 @@ def rotate(
         parse_keys,
         write_key_file,
     )
+    from devprov.store.deployment import reseal as reseal_deployment
     from devprov.store.schema import compact
 
     instance_of(data_dir)
@@ -128,16 +129,19 @@ def rotate(
     async def reseal(store: Store) -> int:
         return await audited(store, "POST", "/keys/rotate", None, store.seal_secrets(again=True))
 
+    database = instance_of(data_dir).database
     records = with_store(data_dir, reseal, sealer)
+    records += reseal_deployment(database, sealer)  # the identity every node shares
     files = reseal_files(data_dir, sealer)
     if drop_old and not from_environment():
         # A running devprov looks at the key file at most once a second, as it seals: wait
         # until every one has, then seal again what one sealed under the old key meanwhile.
         time.sleep(2 * RELOOK_SECONDS)
         records += with_store(data_dir, reseal, sealer)
+        records += reseal_deployment(database, sealer)
         files += reseal_files(data_dir, sealer)
         write_key_file(data_dir, [fresh])
-    compact(instance_of(data_dir).database)
+    compact(database)
     kept = "" if drop_old else f"; older keys kept: {', '.join(sealer.key_ids[1:]) or 'none'}"
     report(
         as_json,

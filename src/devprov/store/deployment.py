@@ -60,6 +60,29 @@ def claim(url: str, offered: DeploymentIdentity, sealer: Sealer) -> DeploymentId
         engine.dispose()
 
 
+def reseal(url: str, sealer: Sealer) -> bool:
+    """Seal the deployment's keys anew under the sealer's current key (`devprov keys rotate`,
+    while the sealer still holds the old key); False when the store holds no deployment."""
+    engine = sa.create_engine(normalize_url(url))
+    try:
+        with engine.begin() as connection:
+            stored = connection.execute(
+                sa.select(deployment.c.document).where(deployment.c.key == KEY)
+            ).scalar_one_or_none()
+            if stored is None:
+                return False
+            connection.execute(
+                sa.update(deployment)
+                .where(deployment.c.key == KEY)
+                .values(
+                    document=_document(_identity(stored, sealer), sealer), updated_at=time.time()
+                )
+            )
+        return True
+    finally:
+        engine.dispose()
+
+
 def _document(identity: DeploymentIdentity, sealer: Sealer) -> dict[str, Any]:
     return {
         "idScope": identity.id_scope,
