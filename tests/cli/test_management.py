@@ -218,6 +218,7 @@ NO_JSON = {
     ("export",): "prints JSON Lines already",
     ("bench-seed",): "a benchmark's set-up",
     ("bench-idle",): "a benchmark's load",
+    ("bench-slowloris",): "a benchmark's load",
     ("webhook", "serve"): "runs until stopped",
 }
 
