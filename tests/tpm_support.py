@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -13,12 +14,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
+from devprov.attestation.sas import sign
+from devprov.attestation.tpm import parse_public, registration_id_for
 from devprov.client.tpm import TOOLS
 
 try:
@@ -236,3 +240,36 @@ def provisioned_tpm(tmp_path: Path) -> Iterator[int]:
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     yield from _run_swtpm(tmp_path, state)
+
+
+class SoftTpmDevice:
+    """A TPM device made of software keys: its registration body, and what it does with the
+    challenge devprov answers (open the key inside, sign a token with it)."""
+
+    def __init__(self) -> None:
+        self.tpm = SoftTpm(
+            rsa.generate_private_key(65537, 2048), rsa.generate_private_key(65537, 2048)
+        )
+        self.ek = rsa_storage_public(self.tpm.ek.public_key(), EK_ATTRIBUTES)
+        self.srk = rsa_storage_public(self.tpm.srk.public_key())
+        self.registration_id = registration_id_for(self.ek)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "registrationId": self.registration_id,
+            "tpm": {
+                "endorsementKey": base64.b64encode(self.ek).decode(),
+                "storageRootKey": base64.b64encode(self.srk).decode(),
+            },
+        }
+
+    def open(self, blob_b64: str) -> bytes:
+        """ActivateCredential + Import, as the TPM would: the key inside the blob."""
+        _, key = self.tpm.activate(base64.b64decode(blob_b64), parse_public(self.srk).name)
+        return key
+
+    def signed_token(self, id_scope: str, key: bytes) -> str:
+        resource = f"{id_scope}/registrations/{self.registration_id}"
+        expiry = int(time.time()) + 3600
+        signature = base64.b64encode(sign(key, resource, expiry)).decode()
+        return f"SharedAccessSignature sr={resource}&sig={signature}&se={expiry}&skn=registration"

@@ -13,21 +13,17 @@ import json
 import os
 import signal
 import subprocess
-import time
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from devprov.attestation.sas import sign
-from devprov.attestation.tpm import parse_public, registration_id_for
 from devprov.domain.keys import derive_device_key
 from tests.cluster.conftest import Deployment, eventually, sql
 from tests.cluster.topology import Cluster, Node
 from tests.conftest import Webhook
-from tests.tpm_support import EK_ATTRIBUTES, SoftTpm, rsa_storage_public
+from tests.tpm_support import SoftTpmDevice
 
 HUB = "hub.example"
 
@@ -154,34 +150,11 @@ async def test_a_change_through_one_nodes_service_api_is_seen_by_the_next_regist
     assert (status, body["errorCode"]) == (403, 403001), body
 
 
-class TpmDevice:
-    """A TPM device of software keys (tests/tpm_support.py), enough to answer a challenge."""
-
-    def __init__(self) -> None:
-        self.tpm = SoftTpm(
-            rsa.generate_private_key(65537, 2048), rsa.generate_private_key(65537, 2048)
-        )
-        self.ek = rsa_storage_public(self.tpm.ek.public_key(), EK_ATTRIBUTES)
-        self.srk = rsa_storage_public(self.tpm.srk.public_key())
-        self.registration_id = registration_id_for(self.ek)
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "registrationId": self.registration_id,
-            "tpm": {
-                "endorsementKey": base64.b64encode(self.ek).decode(),
-                "storageRootKey": base64.b64encode(self.srk).decode(),
-            },
-        }
+class TpmDevice(SoftTpmDevice):
+    """A TPM device of software keys, enough to answer a challenge from any node."""
 
     def token(self, id_scope: str, challenge: dict[str, Any]) -> str:
-        _, key = self.tpm.activate(
-            base64.b64decode(challenge["authenticationKey"]), parse_public(self.srk).name
-        )
-        resource = f"{id_scope}/registrations/{self.registration_id}"
-        expiry = int(time.time()) + 3600
-        signature = base64.b64encode(sign(key, resource, expiry)).decode()
-        return f"SharedAccessSignature sr={resource}&sig={signature}&se={expiry}&skn=registration"
+        return self.signed_token(id_scope, self.open(challenge["authenticationKey"]))
 
 
 async def test_a_tpm_challenge_issued_by_one_node_is_answered_on_another(

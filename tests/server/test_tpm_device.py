@@ -3,48 +3,18 @@
 from __future__ import annotations
 
 import base64
-import time
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-
-from devprov.attestation.sas import sign
-from devprov.attestation.tpm import parse_public, registration_id_for
 from tests.conftest import Running
 from tests.helpers import device_request
-from tests.tpm_support import EK_ATTRIBUTES, SoftTpm, rsa_storage_public
+from tests.tpm_support import SoftTpmDevice
 
 
-class Device:
-    """A TPM device made of software keys: enough to answer devprov's challenge."""
-
-    def __init__(self) -> None:
-        self.tpm = SoftTpm(
-            rsa.generate_private_key(65537, 2048), rsa.generate_private_key(65537, 2048)
-        )
-        self.ek = rsa_storage_public(self.tpm.ek.public_key(), EK_ATTRIBUTES)
-        self.srk = rsa_storage_public(self.tpm.srk.public_key())
-        self.registration_id = registration_id_for(self.ek)
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "registrationId": self.registration_id,
-            "tpm": {
-                "endorsementKey": base64.b64encode(self.ek).decode(),
-                "storageRootKey": base64.b64encode(self.srk).decode(),
-            },
-        }
-
-    def open(self, blob_b64: str) -> bytes:
-        """ActivateCredential + Import, as the TPM would: the key inside the blob."""
-        _, key = self.tpm.activate(base64.b64decode(blob_b64), parse_public(self.srk).name)
-        return key
+class Device(SoftTpmDevice):
+    """A TPM device made of software keys, registering with this test's devprov."""
 
     def token(self, running: Running, key: bytes) -> str:
-        resource = f"{running.id_scope}/registrations/{self.registration_id}"
-        expiry = int(time.time()) + 3600
-        signature = base64.b64encode(sign(key, resource, expiry)).decode()
-        return f"SharedAccessSignature sr={resource}&sig={signature}&se={expiry}&skn=registration"
+        return self.signed_token(running.id_scope, key)
 
     async def put(self, running: Running, authorization: str | None = None) -> Any:
         path = f"/{running.id_scope}/registrations/{self.registration_id}/register?api-version=1"
