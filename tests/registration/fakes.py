@@ -51,9 +51,6 @@ class MemoryRecords:
     records: dict[str, tuple[Document, str | None, str]] = field(default_factory=dict)
     claims: MemoryClaims | None = None
 
-    async def read_with_revisions(self, registration_id: str) -> tuple[Revisions, Document | None]:
-        return (1,), await self.read(registration_id)
-
     async def read(self, registration_id: str) -> Document | None:
         found = self.records.get(id_key(registration_id))
         return found[0] if found else None
@@ -86,9 +83,11 @@ class MemoryRecords:
 
 @dataclass
 class MemoryClaims:
-    """Claims in a dict: (registration key) -> (device key, owner, expires at)."""
+    """Claims in a dict: (registration key) -> (device key, owner, expires at); with `records`,
+    a claim carries what they hold for its ids."""
 
     claims: dict[str, tuple[str, str, float]] = field(default_factory=dict)
+    records: MemoryRecords | None = None
 
     async def take(
         self, registration_id: str, device_id: str, owner: str, seconds: float
@@ -101,7 +100,16 @@ class MemoryClaims:
             del self.claims[k]
         self.claims[key] = (device, owner, now + seconds)
         stale = tuple(dict.fromkeys(d for d, holder, _ in found.values() if holder != owner))
-        return Claim(registration_id, device_id, owner, stale)
+        if self.records is None:
+            return Claim(registration_id, device_id, owner, stale)
+        held = self.records.records
+        record = held[key][0] if key in held else None
+        holders = tuple(
+            (k, (r.get("assignedHub") or "").lower())
+            for k, (r, _, _) in held.items()
+            if (r.get("deviceId") or "").lower() == device and r.get("assignedHub")
+        )
+        return Claim(registration_id, device_id, owner, stale, record, holders)
 
     async def release(self, claim: Claim, settled: bool = True) -> None:
         key = id_key(claim.registration_id)

@@ -58,6 +58,7 @@ class Service:
         )
         self.claims = MemoryClaims()
         self.records = MemoryRecords(claims=self.claims)
+        self.claims.records = self.records
         self.operations = MemoryOperations()
         self.hub = MemoryHub()
         self.events: list[RegistrationEvent] = []

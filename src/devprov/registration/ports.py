@@ -19,10 +19,6 @@ Document = dict[str, Any]
 class RegistrationRecords(Protocol):
     """Each device's registration record (its DeviceRegistrationState), by registration id."""
 
-    async def read_with_revisions(self, registration_id: str) -> tuple[Revisions, Document | None]:
-        """The record and the directory's revisions in one round trip (a register needs both)."""
-        ...
-
     async def read(self, registration_id: str) -> Document | None: ...
 
     async def answered_by(self, registration_id: str, operation_id: str) -> Document | None:

@@ -92,7 +92,6 @@ class Provisioning:
         attested: Attested,
         operation_id: str,
         payload: Any,
-        previous_record: Any,
         pending: PendingIssue | None = None,
     ) -> OperationResult:
         started = time.perf_counter()
@@ -109,10 +108,9 @@ class Provisioning:
                     # Taken over from a registration cut short: settled once its strays are
                     # cleared below; failing before that, the sweep clears them.
                     trace.settled = not claim.stale_devices
-                    # Read again under the claim: a registration of this id may have just
+                    # As read under the claim: a registration of this id may have just
                     # finished, in this process or another.
-                    previous_record = await self.records.read(registration_id)
-                    previous = _state(previous_record)
+                    previous = _state(claim.record)
                     state = await self._assign(attested, payload, previous, pending, trace, claim)
             except DpsError as refusal:
                 error = refusal
@@ -129,8 +127,8 @@ class Provisioning:
                 error = DpsError(500, INTERNAL_ERROR, "Internal error while assigning.")
                 trace.settled &= not trace.placing
             if error is not None:
-                if previous is None and claim is None:
-                    previous = _state(previous_record)
+                if claim is None:  # the answer says where the device was (it is not recorded)
+                    previous = await self._previous(registration_id)
                 state = failed_state(attested, previous, error)
             return await self._record(
                 attested, operation_id, payload, state, error, trace, claim, started
@@ -208,7 +206,7 @@ class Provisioning:
             allocation.initial_twin or enrollment.initial_twin,
         )
         device_id = device_id_of(enrollment, attested.registration_id)
-        await self._check_device_id_free(attested.registration_id, hub.host_name, device_id)
+        _check_device_id_free(attested.registration_id, hub.host_name, device_id, claim)
         issued = Issuance.issue(attested, pending) if pending is not None else None
         if issued is not None:
             # The hub identity takes the issued certificate: it is what the device connects with.
@@ -237,22 +235,11 @@ class Provisioning:
             state.issued_certificate_chain = issued.chain
         return state
 
-    async def _check_device_id_free(self, registration_id: str, hub: str, device_id: str) -> None:
-        """A device id on a hub is one registration's: another registration whose record puts
-        its device there is refused (409202), never handed that device's identity."""
-        others = [
-            holder
-            for holder in await self.records.holders(hub, device_id)
-            if holder != id_key(registration_id)
-        ]
-        if others:
-            raise DpsError(
-                409,
-                DEVICE_ID_TAKEN,
-                f"Device {device_id!r} on IoT hub {hub!r} belongs to registration {others[0]!r}:"
-                " give this enrollment another deviceId, or delete that registration record"
-                " (and its device) first.",
-            )
+    async def _previous(self, registration_id: str) -> DeviceRegistrationState | None:
+        try:
+            return _state(await self.records.read(registration_id))
+        except Exception:  # the store failing is the error being answered already
+            return None
 
     def _observe(
         self,
@@ -271,6 +258,20 @@ class Provisioning:
                 attestation=attested.enrollment.attestation.type,
                 hub=hub,
             )
+        )
+
+
+def _check_device_id_free(registration_id: str, hub: str, device_id: str, claim: Claim) -> None:
+    """A device id on a hub is one registration's: another registration whose record puts
+    its device there is refused (409202), never handed that device's identity."""
+    others = [holder for holder in claim.holders_on(hub) if holder != id_key(registration_id)]
+    if others:
+        raise DpsError(
+            409,
+            DEVICE_ID_TAKEN,
+            f"Device {device_id!r} on IoT hub {hub!r} belongs to registration {others[0]!r}:"
+            " give this enrollment another deviceId, or delete that registration record"
+            " (and its device) first.",
         )
 
 

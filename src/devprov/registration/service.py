@@ -33,7 +33,6 @@ from devprov.registration.ports import Operations, RegistrationRecords
 from devprov.registration.provision import OperationResult, Provisioning
 
 T = TypeVar("T")
-_UNREAD = object()  # "the previous record was not read yet", as opposed to "there is none"
 
 
 @dataclass(frozen=True)
@@ -86,18 +85,12 @@ class RegistrationService:
     ) -> OperationResult:
         _check_body_id(request, registration_id)
         self._admit(registration_id)  # shed load before it costs a read or a proof
-        # One round trip answers both what the caches need and what allocation will.
-        revisions, previous = await self.records.read_with_revisions(registration_id)
         if proof.asks_for_tpm_challenge and proof.tpm is not None:
-            await self.attestation.challenge(id_scope, registration_id, proof.tpm, revisions)
-        attested = await self.attest(
-            id_scope, registration_id, proof, registering=True, revisions=revisions
-        )
-        return await self.start(attested, request, previous)
+            await self.attestation.challenge(id_scope, registration_id, proof.tpm, None)
+        attested = await self.attest(id_scope, registration_id, proof, registering=True)
+        return await self.start(attested, request)
 
-    async def start(
-        self, attested: Attested, request: RegisterRequest, previous: Any = _UNREAD
-    ) -> OperationResult:
+    async def start(self, attested: Attested, request: RegisterRequest) -> OperationResult:
         """Register a device whose proof was already checked (MQTT checks it at CONNECT).
 
         A body its enrollment refuses (payload schema, a CSR it cannot honour) is refused
@@ -121,12 +114,10 @@ class RegistrationService:
                     )
                 )
             raise
-        if previous is _UNREAD:
-            previous = await self.records.read(attested.registration_id)
         operation_id = new_operation_id()
-        self._admit(attested.registration_id)  # again: reading the record took a while
+        self._admit(attested.registration_id)  # again: preparing may have taken a while
         task = self._spawn(
-            self.provisioning.provision(attested, operation_id, request.payload, previous, to_issue)
+            self.provisioning.provision(attested, operation_id, request.payload, to_issue)
         )
         device = attested.registration_id.lower()
         self._provisioning += 1

@@ -33,6 +33,7 @@ READERS = 3
 WRITERS = 2
 DIRECT = 6  # connections of the hot path's statements (DirectPostgres)
 Parameters = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None  # one row, or many
+Statement = tuple[Executable, Mapping[str, Any]]  # a statement and its one row of parameters
 
 
 def normalize_url(url: str) -> str:
@@ -150,14 +151,25 @@ class DirectPostgres:
         return known[1], known[2]
 
     async def run(self, statement: Executable, parameters: Mapping[str, Any]) -> Sequence[Any]:
-        sql, defaults = self._compile(statement)
+        (rows,) = await self.pipeline([(statement, parameters)])
+        return rows
+
+    async def pipeline(self, statements: Sequence[Statement]) -> list[Sequence[Any]]:
+        """Each statement's rows; several statements are sent in one round trip (psycopg's
+        pipeline mode) and run in order, as one transaction, each seeing what those before it
+        wrote and what other transactions had committed when it started."""
+        compiled = [(self._compile(statement), parameters) for statement, parameters in statements]
         async with self.slots:
             connection = self.idle.pop() if self.idle else await self._open()
             try:
-                cursor = await connection.execute(
-                    sql.encode(), {**defaults, **parameters}, prepare=True
-                )
-                rows = await cursor.fetchall() if cursor.description else []
+                if len(compiled) == 1:
+                    cursors = [await self._execute(connection, *compiled[0])]
+                else:
+                    async with connection.pipeline():
+                        cursors = [await self._execute(connection, *one) for one in compiled]
+                results: list[Sequence[Any]] = [
+                    await cursor.fetchall() if cursor.description else [] for cursor in cursors
+                ]
             except BaseException:
                 if connection.broken or connection.closed:
                     await connection.close()
@@ -165,13 +177,26 @@ class DirectPostgres:
                     self.idle.append(connection)
                 raise
             self.idle.append(connection)
-            return rows
+            return results
+
+    @staticmethod
+    async def _execute(
+        connection: psycopg.AsyncConnection[Any],
+        compiled: tuple[str, dict[str, Any]],
+        parameters: Mapping[str, Any],
+    ) -> psycopg.AsyncCursor[Any]:
+        sql, defaults = compiled
+        return await connection.execute(sql.encode(), {**defaults, **parameters}, prepare=True)
 
     async def _open(self) -> psycopg.AsyncConnection[Any]:
         connection = await psycopg.AsyncConnection.connect(
             self.conninfo, autocommit=True, row_factory=namedtuple_row
         )
         await connection.execute(b"SET synchronous_commit TO off")  # as the engines' (above)
+        # Plan each execution for its own values (the statements stay parsed): a generic plan
+        # made while a table was nearly empty (a new deployment, a new database) scans the
+        # whole table, and would be kept for the connection's life as the table grows.
+        await connection.execute(b"SET plan_cache_mode TO force_custom_plan")
         return connection
 
     async def close(self) -> None:

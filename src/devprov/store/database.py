@@ -25,6 +25,7 @@ from devprov.store.connections import (
     Database,
     DbConnection,
     InlineSqlite,
+    Statement,
     normalize_url,
 )
 from devprov.store.sealing import (
@@ -35,7 +36,7 @@ from devprov.store.sealing import (
     seal_all,
     seal_document,
 )
-from devprov.store.statements import statements_of, upsert_batch
+from devprov.store.statements import RELEASE_CLAIM, REVISIONS, statements_of, upsert_batch
 from devprov.store.tables import table_of
 
 T = TypeVar("T")
@@ -152,20 +153,26 @@ class Store:
     async def revisions(self) -> Revisions:
         """The revision of every revised kind: equal answers mean nothing of them changed,
         whichever process wrote (one small read, so a cache can ask before every use)."""
-        table = tables.revisions
-        async with self.database.connect() as connection:
-            rows = await connection.execute(sa.select(table.c.revision).order_by(table.c.kind))
-            return tuple(row.revision for row in rows)
+        return tuple(row.revision for row in await self.database.hot(REVISIONS, {}))
 
-    async def revisions_and(self, kind: Kind, key: str) -> tuple[Revisions, StoredDocument | None]:
-        """`revisions()` and `get(kind, key)` in one round trip (a register needs both)."""
-        rows = await self.database.hot(statements_of(kind).with_revisions, {"key": key})
-        record = next(
-            (self._stored(kind, r.key, r.etag, r.document) for r in rows if r.source == "record"),
-            None,
-        )
-        revisions = sorted((r.key, r.revision) for r in rows if r.source == "revision")
-        return tuple(revision for _, revision in revisions), record
+    async def together(self, statements: Sequence[Statement]) -> list[Sequence[Any]]:
+        """Run `statements` in order as one transaction, each seeing what those before it
+        wrote, and answer each one's rows: on PostgreSQL in one round trip, outside the write
+        batches; on SQLite in the next write batch (the one way to write there)."""
+        if isinstance(self.database, AsyncDatabase):
+            return await self.database.direct.pipeline(statements)
+
+        async def run_all(connection: DbConnection) -> list[Sequence[Any]]:
+            return [
+                (await connection.execute(statement, parameters)).all()
+                for statement, parameters in statements
+            ]
+
+        return await self.run(run_all)
+
+    def opened(self, kind: Kind, row: Any) -> StoredDocument:
+        """A row of (key, etag, document) read by a caller's own statement, secrets opened."""
+        return self._stored(kind, row.key, row.etag, row.document)
 
     async def keys(self, kind: Kind) -> list[str]:
         async with self.database.connect() as connection:
@@ -274,9 +281,11 @@ class Store:
 
         return await self.run(delete)
 
-    async def write(self, puts: Sequence[Put]) -> None:
-        """Upsert several records together: all of them are written, or none."""
-        await self.run(_Upserts(self, tuple(puts)))
+    async def write(self, puts: Sequence[Put], releasing: Sequence[tuple[str, str]] = ()) -> None:
+        """Upsert several records together: all of them are written, or none. `releasing`:
+        the registration claims, as (registration key, owner), let go in the same
+        transaction (those another owner holds now are left alone)."""
+        await self.run(_Upserts(self, tuple(puts), tuple(releasing)))
 
     async def update(self, kind: Kind, key: str, change: Change) -> Put | None:
         """Read a record and write what `change` makes of it, in one transaction."""
@@ -296,15 +305,17 @@ class Store:
         records, hub devices) go to the database as one executemany per kind."""
         results: list[Any] = []
         run: list[Put] = []
+        releasing: list[tuple[str, str]] = []
         for operation in operations:
             if isinstance(operation, _Upserts):
                 run.extend(operation.puts)
+                releasing.extend(operation.releasing)
                 results.append(None)
                 continue
-            await self._upsert_many(connection, run)
-            run = []
+            await self._upsert_many(connection, run, releasing)
+            run, releasing = [], []
             results.append(await operation(connection))
-        await self._upsert_many(connection, run)
+        await self._upsert_many(connection, run, releasing)
         return results
 
     def _one_statement(
@@ -319,6 +330,7 @@ class Store:
         if self.database.dialect_name != "postgresql":
             return None
         by_kind: dict[Kind, dict[str, dict[str, Any]]] = {}
+        releasing: list[dict[str, str]] = []
         for operation in operations:
             if not isinstance(operation, _Upserts):
                 return None
@@ -326,15 +338,20 @@ class Store:
                 if put.kind.revised:
                     return None
                 by_kind.setdefault(put.kind, {})[put.key] = self._row(put)
+            releasing.extend({"key": key, "owner": owner} for key, owner in operation.releasing)
         if not by_kind:
             return None
         parameters = {
-            f"rows_{number}": json.dumps(list(rows.values()), separators=(",", ":"))
+            f"rows_{number}": _json(list(rows.values()))
             for number, rows in enumerate(by_kind.values())
         }
-        return upsert_batch(tuple(by_kind)), parameters
+        if releasing:
+            parameters["releasing"] = _json(releasing)
+        return upsert_batch(tuple(by_kind), releasing=bool(releasing)), parameters
 
-    async def _upsert_many(self, connection: DbConnection, puts: list[Put]) -> None:
+    async def _upsert_many(
+        self, connection: DbConnection, puts: list[Put], releasing: Sequence[tuple[str, str]] = ()
+    ) -> None:
         by_kind: dict[Kind, list[dict[str, Any]]] = {}
         for put in puts:
             by_kind.setdefault(put.kind, []).append(self._row(put))
@@ -342,6 +359,9 @@ class Store:
             statement = statements_of(kind).upsert[self.database.dialect_name]
             await connection.execute(statement, rows)
             await _bump(connection, kind)
+        if releasing:
+            mine = [{"claim": key, "holder": owner} for key, owner in releasing]
+            await connection.execute(RELEASE_CLAIM, mine)
 
     async def seal_secrets(self, *, again: bool = False) -> int:
         """Seal every secret field under the sealer's current key, in one transaction: those
@@ -439,10 +459,16 @@ def _row(put: Put) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Upserts:
-    """A write operation that only upserts records, which the writer may merge with others."""
+    """A write operation that only upserts records (and lets registration claims go), which
+    the writer may merge with others."""
 
     store: Store
     puts: tuple[Put, ...]
+    releasing: tuple[tuple[str, str], ...] = ()
 
     async def __call__(self, connection: DbConnection) -> None:
-        await self.store._upsert_many(connection, list(self.puts))
+        await self.store._upsert_many(connection, list(self.puts), self.releasing)
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, separators=(",", ":"))

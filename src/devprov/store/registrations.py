@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -13,9 +14,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from devprov.domain.claims import Claim
 from devprov.domain.clock import new_etag
 from devprov.domain.ids import id_key
-from devprov.domain.records import Kind, Put, Revisions, StoredDocument
+from devprov.domain.records import Kind, Put, StoredDocument
 from devprov.store.connections import DbConnection
 from devprov.store.database import Store
+from devprov.store.statements import EXPIRE_CLAIM, RELEASE_CLAIM
 from devprov.store.tables import operations, registration_claims, registrations
 
 Document = dict[str, Any]
@@ -30,15 +32,25 @@ _CLAIMS_OF = sa.select(
 _DELETE_CLAIMS = sa.delete(_claims).where(_claims.c.key.in_(sa.bindparam("keys", expanding=True)))
 _INSERT_CLAIM = sa.insert(_claims)
 _INSERT_FREE_CLAIM = {  # inserts nothing when either id is claimed (expired or not)
-    "sqlite": sqlite.insert(_claims).on_conflict_do_nothing(),
-    "postgresql": postgresql.insert(_claims).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(_claims).on_conflict_do_nothing().returning(_claims.c.key),
+    "postgresql": postgresql.insert(_claims).on_conflict_do_nothing().returning(_claims.c.key),
 }
-_MINE = (_claims.c.key == sa.bindparam("claim"), _claims.c.owner == sa.bindparam("holder"))
-_RELEASE = sa.delete(_claims).where(*_MINE)
-_EXPIRE = sa.update(_claims).where(*_MINE).values(expires_at=0.0)
 _HOLDERS = sa.select(registrations.c.key).where(
     registrations.c.device_key == sa.bindparam("device"),
     registrations.c.hub_key == sa.bindparam("hub"),
+)
+# What a claim is taken with: the registration's record, and every record naming its device.
+_UNDER_CLAIM = sa.select(
+    registrations.c.key,
+    registrations.c.etag,
+    registrations.c.document,
+    registrations.c.hub_key,
+    registrations.c.device_key,
+).where(
+    sa.or_(
+        registrations.c.key == sa.bindparam("key"),
+        registrations.c.device_key == sa.bindparam("device"),
+    )
 )
 
 
@@ -47,12 +59,6 @@ class StoredRegistrations:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-
-    async def read_with_revisions(self, registration_id: str) -> tuple[Revisions, Document | None]:
-        revisions, stored = await self.store.revisions_and(
-            Kind.REGISTRATION, id_key(registration_id)
-        )
-        return revisions, stored.document if stored else None
 
     async def read(self, registration_id: str) -> Document | None:
         stored = await self.store.get(Kind.REGISTRATION, id_key(registration_id))
@@ -86,13 +92,15 @@ class StoredRegistrations:
         put = Put(Kind.REGISTRATION, key, record.get("etag") or "", record, columns)
         if claim is None or (keep_claim and settled):
             await self.store.write([put])
-            return
+        elif settled:  # the usual case: merged with other registrations' writes
+            await self.store.write([put], releasing=[(key, claim.owner)])
+        else:
 
-        async def save_and_release(connection: DbConnection) -> None:
-            await self.store._upsert(connection, put)
-            await _release(connection, claim, settled)
+            async def save_and_expire(connection: DbConnection) -> None:
+                await self.store._upsert(connection, put)
+                await _release(connection, claim, settled)
 
-        await self.store.run(save_and_release)
+            await self.store.run(save_and_expire)
 
     async def holders(self, hub: str, device_id: str) -> list[str]:
         parameters = {"hub": hub.lower(), "device": device_id.lower()}
@@ -152,30 +160,39 @@ class StoredClaims:
         self, registration_id: str, device_id: str, owner: str, seconds: float
     ) -> Claim | None:
         key, device = id_key(registration_id), id_key(device_id)
-
-        insert_free = _INSERT_FREE_CLAIM[self.store.database.dialect_name]
-
-        async def take(connection: DbConnection) -> Claim | None:
-            now = time.time()
-            claim = {"key": key, "device_key": device, "owner": owner, "expires_at": now + seconds}
-            if (await connection.execute(insert_free, claim)).rowcount == 1:
-                return Claim(registration_id, device_id, owner)  # the usual case: one statement
-            found = await connection.execute(_CLAIMS_OF, {"key": key, "device": device})
-            rows = found.all()
-            if any(row.expires_at >= now and row.owner != owner for row in rows):
-                return None
-            if rows:
-                await connection.execute(_DELETE_CLAIMS, {"keys": [row.key for row in rows]})
-            await connection.execute(_INSERT_CLAIM, claim)
-            stale = tuple(dict.fromkeys(row.device_key for row in rows if row.owner != owner))
-            return Claim(registration_id, device_id, owner, stale)
-
+        claim = {
+            "key": key,
+            "device_key": device,
+            "owner": owner,
+            "expires_at": time.time() + seconds,
+        }
+        under_claim = (_UNDER_CLAIM, {"key": key, "device": device})
+        # The usual case, neither id claimed: the claim and the read under it, together (on
+        # PostgreSQL one round trip; the read sees every registration that let the ids go).
         try:
-            return await self.store.run(take)
-        except (IntegrityError, OperationalError):
+            inserted, rows = await self.store.together(
+                [(_INSERT_FREE_CLAIM[self.store.database.dialect_name], claim), under_claim]
+            )
+            stale: tuple[str, ...] | None = ()
+            if not inserted:
+                stale = await self.store.run(lambda connection: _take_over(connection, claim))
+                if stale is not None:
+                    (rows,) = await self.store.together([under_claim])
+        except (IntegrityError, OperationalError, psycopg.IntegrityError, psycopg.OperationalError):
             # Another node inserted the same claim meanwhile, or PostgreSQL chose this
             # transaction to break a deadlock between nodes: not taken, ask again.
             return None
+        if stale is None:
+            return None
+        record = next((row for row in rows if row.key == key), None)
+        return Claim(
+            registration_id,
+            device_id,
+            owner,
+            stale,
+            self.store.opened(Kind.REGISTRATION, record).document if record else None,
+            tuple((row.key, row.hub_key) for row in rows if row.device_key == device),
+        )
 
     async def release(self, claim: Claim, settled: bool = True) -> None:
         async def release(connection: DbConnection) -> None:
@@ -221,7 +238,23 @@ class StoredChallenges:
         return await self.store.update(Kind.TPM_CHALLENGE, key, mark_used) is not None
 
 
+async def _take_over(connection: DbConnection, claim: dict[str, Any]) -> tuple[str, ...] | None:
+    """Take `claim` from expired claims of either id: the device ids they leave to clean up
+    (None, not taken: a live claim of another owner holds either id)."""
+    found = await connection.execute(
+        _CLAIMS_OF, {"key": claim["key"], "device": claim["device_key"]}
+    )
+    rows = found.all()
+    now = time.time()
+    if any(row.expires_at >= now and row.owner != claim["owner"] for row in rows):
+        return None
+    if rows:
+        await connection.execute(_DELETE_CLAIMS, {"keys": [row.key for row in rows]})
+    await connection.execute(_INSERT_CLAIM, claim)
+    return tuple(dict.fromkeys(row.device_key for row in rows if row.owner != claim["owner"]))
+
+
 async def _release(connection: DbConnection, claim: Claim, settled: bool) -> None:
     """Delete the claim if it is still this owner's; not `settled`: expire it instead."""
     mine = {"claim": id_key(claim.registration_id), "holder": claim.owner}
-    await connection.execute(_RELEASE if settled else _EXPIRE, mine)
+    await connection.execute(RELEASE_CLAIM if settled else EXPIRE_CLAIM, mine)

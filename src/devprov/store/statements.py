@@ -21,7 +21,6 @@ class _Statements:
 
     select: sa.Select[Any]
     upsert: dict[str, Any]
-    with_revisions: sa.CompoundSelect[Any]
 
 
 @functools.cache
@@ -38,30 +37,34 @@ def statements_of(kind: Kind) -> _Statements:
     select = sa.select(table.c.key, table.c.etag, table.c.document).where(
         table.c.key == sa.bindparam("key")
     )
-    revisions = tables.revisions
-    # The record's select comes first: a UNION takes its column types (JSON) from it.
-    with_revisions = sa.union_all(
-        sa.select(
-            sa.literal("record").label("source"),
-            table.c.key,
-            sa.literal(0).label("revision"),
-            table.c.etag,
-            table.c.document,
-        ).where(table.c.key == sa.bindparam("key")),
-        sa.select(
-            sa.literal("revision"), revisions.c.kind, revisions.c.revision, sa.null(), sa.null()
-        ),
-    )
-    return _Statements(select, upserts, with_revisions)
+    return _Statements(select, upserts)
+
+
+REVISIONS = sa.select(tables.revisions.c.revision).order_by(tables.revisions.c.kind)
+"""Every revised kind's revision, in a fixed order (Store.revisions)."""
+
+_claims = tables.registration_claims
+_MINE = (_claims.c.key == sa.bindparam("claim"), _claims.c.owner == sa.bindparam("holder"))
+RELEASE_CLAIM = sa.delete(_claims).where(*_MINE)
+"""Let a registration claim go, if it is still its owner's (`:claim`, `:holder`)."""
+EXPIRE_CLAIM = sa.update(_claims).where(*_MINE).values(expires_at=0.0)
+"""Leave a registration claim expired, for the sweep, if it is still its owner's."""
 
 
 @functools.cache
-def upsert_batch(kinds: tuple[Kind, ...]) -> sa.TextClause:
+def upsert_batch(kinds: tuple[Kind, ...], releasing: bool = False) -> sa.TextClause:
     """PostgreSQL: one statement that upserts rows of each of `kinds`, given as one JSON array
     per kind (`:rows_0`, `:rows_1`, ...; keys distinct within an array), the first kinds' as
-    data-modifying CTEs, which PostgreSQL always runs. Its text depends only on the kinds, so it
-    is built once and PostgreSQL prepares it once, whatever the number of rows."""
+    data-modifying CTEs, which PostgreSQL always runs; `releasing`: and deletes the registration
+    claims given as a JSON array of {key, owner} (`:releasing`) that those owners still hold.
+    Its text depends only on its arguments, so it is built once and PostgreSQL prepares it once,
+    whatever the number of rows."""
     upserts = []
+    if releasing:
+        upserts.append(
+            f"DELETE FROM {_claims.name} AS c USING json_to_recordset(CAST(:releasing AS json))"
+            " AS r(key text, owner text) WHERE c.key = r.key AND c.owner = r.owner"
+        )
     for number, kind in enumerate(kinds):
         table = table_of(kind)
         columns = [column.name for column in table.c]
@@ -73,5 +76,5 @@ def upsert_batch(kinds: tuple[Kind, ...]) -> sa.TextClause:
             f" ON CONFLICT (key) DO UPDATE SET {updates}"
         )
     *earlier, last = upserts
-    with_clause = ", ".join(f"upsert_{n} AS ({sql})" for n, sql in enumerate(earlier))
+    with_clause = ", ".join(f"step_{n} AS ({sql})" for n, sql in enumerate(earlier))
     return sa.text(f"WITH {with_clause} {last}" if earlier else last)
