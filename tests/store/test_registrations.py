@@ -84,3 +84,18 @@ async def test_orphaned_operations_are_found_and_settled_once(store: Store) -> N
     assert not await operations.settle(operation_id, etag, failed)  # the etag moved on
     assert await operations.orphaned(before=float("inf")) == []
     assert await operations.read("op-1") == failed
+
+
+async def test_claims_taken_together_each_carry_what_they_guard(store: Store) -> None:
+    claims, records = StoredClaims(store), StoredRegistrations(store)
+    for n in range(3):
+        record = {"registrationId": f"dev-{n}", "assignedHub": "Hub", "deviceId": f"dev-{n}"}
+        await records.save(record, None, "op-0")
+
+    taken = await asyncio.gather(*(claims.take(f"dev-{n}", f"dev-{n}", "op", 60) for n in range(5)))
+
+    for n, claim in enumerate(taken):
+        assert claim is not None
+        assert claim.record == ({"registrationId": f"dev-{n}", "assignedHub": "Hub",
+                                 "deviceId": f"dev-{n}"} if n < 3 else None)  # fmt: skip
+        assert claim.device_holders == (((f"dev-{n}", "hub"),) if n < 3 else ())

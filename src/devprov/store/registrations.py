@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -15,12 +16,14 @@ from devprov.domain.claims import Claim
 from devprov.domain.clock import new_etag
 from devprov.domain.ids import id_key
 from devprov.domain.records import Kind, Put, StoredDocument
-from devprov.store.connections import DbConnection
+from devprov.store.batching import Batcher
+from devprov.store.connections import DbConnection, Statement
 from devprov.store.database import Store
 from devprov.store.statements import EXPIRE_CLAIM, RELEASE_CLAIM
 from devprov.store.tables import operations, registration_claims, registrations
 
 Document = dict[str, Any]
+Row = dict[str, Any]
 
 # Built once, so that each registration's claim costs no statement building or compiling.
 _claims = registration_claims
@@ -38,6 +41,19 @@ _INSERT_FREE_CLAIM = {  # inserts nothing when either id is claimed (expired or 
 _HOLDERS = sa.select(registrations.c.key).where(
     registrations.c.device_key == sa.bindparam("device"),
     registrations.c.hub_key == sa.bindparam("hub"),
+)
+# PostgreSQL: the first try of every claim asked for meanwhile, in one statement, sorted by
+# key (two nodes inserting the same keys in opposite orders could deadlock), and what each
+# guards, read after it.
+_TAKE_FREE_CLAIMS = sa.text(
+    "INSERT INTO registration_claims (key, device_key, owner, expires_at)"
+    " SELECT key, device_key, owner, expires_at"
+    " FROM json_populate_recordset(NULL::registration_claims, CAST(:claims AS json))"
+    " ORDER BY key ON CONFLICT DO NOTHING RETURNING key, owner"
+)
+_UNDER_CLAIMS = sa.text(
+    "SELECT key, etag, document, hub_key, device_key FROM registrations"
+    " WHERE key = ANY(:keys) OR device_key = ANY(:devices)"
 )
 # What a claim is taken with: the registration's record, and every record naming its device.
 _UNDER_CLAIM = sa.select(
@@ -155,12 +171,17 @@ class StoredClaims:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # A claim is a write transaction of its own: on PostgreSQL (some 110 us of its CPU
+        # each) those asked for together are tried together, as a batch of records is written.
+        self._first_tries: Batcher[Row, tuple[bool, list[Any]]] | None = (
+            Batcher(self._try_many) if store.database.dialect_name == "postgresql" else None
+        )
 
     async def take(
         self, registration_id: str, device_id: str, owner: str, seconds: float
     ) -> Claim | None:
         key, device = id_key(registration_id), id_key(device_id)
-        claim = {
+        claim: Row = {
             "key": key,
             "device_key": device,
             "owner": owner,
@@ -170,9 +191,7 @@ class StoredClaims:
         # The usual case, neither id claimed: the claim and the read under it, together (on
         # PostgreSQL one round trip; the read sees every registration that let the ids go).
         try:
-            inserted, rows = await self.store.together(
-                [(_INSERT_FREE_CLAIM[self.store.database.dialect_name], claim), under_claim]
-            )
+            inserted, rows = await self._try(claim, under_claim)
             stale: tuple[str, ...] | None = ()
             if not inserted:
                 stale = await self.store.run(lambda connection: _take_over(connection, claim))
@@ -193,6 +212,32 @@ class StoredClaims:
             self.store.opened(Kind.REGISTRATION, record).document if record else None,
             tuple((row.key, row.hub_key) for row in rows if row.device_key == device),
         )
+
+    async def _try(self, claim: Row, under_claim: Statement) -> tuple[bool, Sequence[Any]]:
+        """Whether `claim` was inserted (neither id was claimed), and the rows under it."""
+        if self._first_tries is not None:
+            return await self._first_tries(claim)
+        inserted, rows = await self.store.together(
+            [(_INSERT_FREE_CLAIM[self.store.database.dialect_name], claim), under_claim]
+        )
+        return bool(inserted), rows
+
+    async def _try_many(self, claims: list[Row]) -> list[tuple[bool, list[Any]]]:
+        keys, devices = [c["key"] for c in claims], [c["device_key"] for c in claims]
+        inserted, rows = await self.store.together(
+            [
+                (_TAKE_FREE_CLAIMS, {"claims": json.dumps(claims)}),
+                (_UNDER_CLAIMS, {"keys": keys, "devices": devices}),
+            ]
+        )
+        won = {(row.key, row.owner) for row in inserted}
+        return [
+            (
+                (claim["key"], claim["owner"]) in won,
+                [r for r in rows if claim["key"] == r.key or claim["device_key"] == r.device_key],
+            )
+            for claim in claims
+        ]
 
     async def release(self, claim: Claim, settled: bool = True) -> None:
         async def release(connection: DbConnection) -> None:
