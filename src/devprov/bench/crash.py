@@ -15,8 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from devprov.bench.fleet import Fleet
-from devprov.bench.load import DEVICE_TIMEOUT_SECONDS, Connection, Target, mqtt_register
-from devprov.bench.load import https_register as _https_register
+from devprov.bench.load import (
+    DEVICE_TIMEOUT_SECONDS,
+    Target,
+    https_register_alone,
+    mqtt_register,
+)
 
 ERROR_PAUSE_SECONDS = 0.05  # a dead server refuses at once: do not spin
 
@@ -29,15 +33,6 @@ class Outcomes:
     errors: Counter[str] = field(default_factory=Counter)
     attempts: int = 0
     next_number: int = 0
-
-
-async def https_register(fleet: Fleet, number: int, target: Target) -> str:
-    """One registration on a connection of its own; answers the hub it was assigned."""
-    connection = Connection(target)
-    try:
-        return await _https_register(fleet, number, connection)
-    finally:
-        connection.close()
 
 
 async def drive(
@@ -62,7 +57,7 @@ async def drive(
                 number = int(random.choice(known).rsplit("-", 1)[1])
             else:
                 number, outcomes.next_number = outcomes.next_number, outcomes.next_number + 1
-            register = https_register if turn % 2 else mqtt_register
+            register = https_register_alone if turn % 2 else mqtt_register
             outcomes.attempts += 1
             try:
                 async with asyncio.timeout(DEVICE_TIMEOUT_SECONDS):

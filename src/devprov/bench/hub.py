@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from devprov.bench.fleet import Fleet
-from devprov.bench.load import DEVICE_TIMEOUT_SECONDS, Connection, Target, https_register
+from devprov.bench.load import DEVICE_TIMEOUT_SECONDS, Target, https_register_alone
 from devprov.bench.wire import MqttClient, WireError
 from devprov.protocol import mqtt
 
@@ -61,17 +61,8 @@ def hub_token(fleet: Fleet, hub: str, device_id: str) -> str:
     return f"SharedAccessSignature sr={resource}&sig={sig}&se={expiry}"
 
 
-async def _assigned_hub(fleet: Fleet, number: int, target: Target) -> str:
-    """Register over a TLS connection of its own; answers the assigned hub."""
-    connection = Connection(target)
-    try:
-        return await https_register(fleet, number, connection)
-    finally:
-        connection.close()
-
-
 async def connect_to_hub(fleet: Fleet, number: int, target: Target) -> MqttClient:
-    hub = await _assigned_hub(fleet, number, target)
+    hub = await https_register_alone(fleet, number, target)
     device_id = fleet.registration_id(number)
     reader, writer = await asyncio.open_connection(
         target.host, target.mqtt_port, ssl=target.context

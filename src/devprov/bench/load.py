@@ -102,6 +102,15 @@ async def https_register(fleet: Fleet, number: int, connection: Connection) -> s
     return str(result["registrationState"]["assignedHub"])
 
 
+async def https_register_alone(fleet: Fleet, number: int, target: Target) -> str:
+    """Register one device over a TLS connection of its own; answers its assigned hub."""
+    connection = Connection(target)
+    try:
+        return await https_register(fleet, number, connection)
+    finally:
+        connection.close()
+
+
 async def connect_mqtt_device(
     fleet: Fleet, registration_id: str, target: Target, keep_alive: int = 60
 ) -> MqttClient:
@@ -206,11 +215,7 @@ async def run_scenario(
                 elif connection is not None:
                     await https_register(fleet, number, connection)
                 else:
-                    fresh = Connection(target)
-                    try:
-                        await https_register(fleet, number, fresh)
-                    finally:
-                        fresh.close()
+                    await https_register_alone(fleet, number, target)
             samples.latencies.append(time.perf_counter() - started)
         except (WireError, OSError, TimeoutError, asyncio.IncompleteReadError, ValueError,
                 ssl.SSLError, mqtt.ProtocolError, DecodeError) as error:  # fmt: skip
