@@ -99,3 +99,20 @@ async def test_claims_taken_together_each_carry_what_they_guard(store: Store) ->
         assert claim.record == ({"registrationId": f"dev-{n}", "assignedHub": "Hub",
                                  "deviceId": f"dev-{n}"} if n < 3 else None)  # fmt: skip
         assert claim.device_holders == (((f"dev-{n}", "hub"),) if n < 3 else ())
+
+
+async def test_a_claim_sees_the_records_of_other_registrations_naming_its_device(
+    store: Store,
+) -> None:
+    claims, records = StoredClaims(store), StoredRegistrations(store)
+    await records.save(
+        {"registrationId": "old", "assignedHub": "Hub", "deviceId": "Shared"}, None, "op-0"
+    )
+
+    shared, alone = await asyncio.gather(
+        claims.take("new", "shared", "op-1", 60), claims.take("shared", "other", "op-2", 60)
+    )
+
+    assert shared is not None and shared.record is None
+    assert shared.holders_on("HUB") == ["old"]
+    assert alone is not None and alone.device_holders == ()  # its key is a device id, not its own

@@ -231,10 +231,17 @@ class StoredClaims:
             ]
         )
         won = {(row.key, row.owner) for row in inserted}
+        # Each claim's rows, looked up (a batch may hold hundreds of claims and of rows).
+        by_key: dict[str, list[Any]] = {}
+        by_device: dict[str, list[Any]] = {}
+        for row in rows:
+            by_key.setdefault(row.key, []).append(row)
+            by_device.setdefault(row.device_key, []).append(row)
         return [
             (
                 (claim["key"], claim["owner"]) in won,
-                [r for r in rows if claim["key"] == r.key or claim["device_key"] == r.device_key],
+                by_key.get(claim["key"], [])
+                + [r for r in by_device.get(claim["device_key"], []) if r.key != claim["key"]],
             )
             for claim in claims
         ]
